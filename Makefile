@@ -1,0 +1,56 @@
+# CertGate: the two commands are `make demo` and `make test`; both work on a fresh Debian machine
+# with nothing but Python 3.11+ and make (system packages come from apt-get, Python packages go
+# into .venv).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+# System packages the product and its tests use. Only the missing ones are installed.
+#   softhsm2, opensc      - the SoftHSM token that stands in for a USB key; pkcs11-tool
+#   openssl               - `openssl ocsp`, the test PKI's OCSP responder
+#   pcscd, libpcsclite-dev, swig - PC/SC reader events (pyscard builds from source)
+#   vsmartcard-vpcd       - a virtual smart-card reader for card-presence tests
+SYSTEM_PACKAGES := softhsm2 opensc openssl pcscd libpcsclite-dev swig vsmartcard-vpcd
+
+.PHONY: demo test bench lint typecheck system venv clean
+
+system:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing system packages:$$missing"; \
+	  sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,pcsc]'
+	touch $@
+
+venv: system $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest -W error
+
+bench: venv
+	$(BIN)/python -m bench
+
+demo: venv
+	$(BIN)/python -m softhsm.demo
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

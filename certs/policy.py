@@ -1,0 +1,88 @@
+"""Immutable policy objects: what a trust anchor demands of the certificates that chain to it.
+
+Each trust anchor carries its own ``ValidationPolicy`` (revocation mode, key usages, EKU rules,
+maximum depth) and, for the gateway, its identity mapping rule. Builders return new objects
+(``policy.with_revocation(RevocationMode.SOFT_FAIL)``), like cryptography's ``PolicyBuilder``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from cryptography import x509
+
+
+class RevocationMode(StrEnum):
+    """What to do when a certificate's revocation status cannot be established."""
+
+    HARD_FAIL = "hard-fail"  # no fresh status -> revocation_unavailable
+    SOFT_FAIL = "soft-fail"  # unavailable is allowed (and logged); revoked is still refused
+    OFF = "off"  # revocation is not checked
+
+
+# Names of keyUsage bits as cryptography's x509.KeyUsage attributes spell them.
+KEY_USAGE_BITS = (
+    "digital_signature",
+    "content_commitment",
+    "key_encipherment",
+    "data_encipherment",
+    "key_agreement",
+    "key_cert_sign",
+    "crl_sign",
+)
+
+
+@dataclass(frozen=True)
+class ValidationPolicy:
+    """Rules for client certificates under one trust anchor."""
+
+    revocation: RevocationMode = RevocationMode.HARD_FAIL
+    # The leaf must assert every one of these keyUsage bits (when it has a keyUsage extension).
+    required_key_usage: frozenset[str] = frozenset({"digital_signature"})
+    # A leaf with no keyUsage extension at all: RFC 5280 says unrestricted; accepted by default.
+    allow_missing_key_usage: bool = True
+    # EKU: the leaf must carry clientAuth, or (per these flags) anyExtendedKeyUsage / no EKU.
+    allow_any_extended_key_usage: bool = True
+    allow_missing_extended_key_usage: bool = True
+    # Longest accepted chain, counting the leaf and the anchor.
+    max_depth: int = 8
+    # An OCSP responder URL that overrides the certificates' AIA (None: use AIA).
+    ocsp_responder: str | None = None
+    # CRL sources (file paths or http(s) URLs) in addition to the certificates' distribution points.
+    crl_sources: tuple[str, ...] = ()
+    # Follow CRL distribution points and OCSP AIA URLs found in certificates.
+    use_distribution_points: bool = True
+    use_ocsp: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = set(self.required_key_usage) - set(KEY_USAGE_BITS)
+        if unknown:
+            raise ValueError(f"unknown keyUsage bit(s): {', '.join(sorted(unknown))}")
+        if not 1 <= self.max_depth <= 32:
+            raise ValueError("max_depth must be between 1 and 32")
+
+    def replace(self, **changes: Any) -> ValidationPolicy:
+        """A new policy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
+
+    def with_revocation(self, mode: RevocationMode) -> ValidationPolicy:
+        return self.replace(revocation=mode)
+
+
+@dataclass(frozen=True)
+class TrustAnchor:
+    """A trusted root (or intermediate) certificate and the policy for chains ending at it."""
+
+    certificate: x509.Certificate
+    policy: ValidationPolicy = field(default_factory=ValidationPolicy)
+    # Operator-facing name (defaults to the certificate's subject).
+    name: str = ""
+    # Identity mapping rule for the gateway (``certs.mapping.MappingRule``); opaque here.
+    mapping_rule: Any = None
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.certificate.subject.rfc4514_string()

@@ -1,0 +1,1 @@
+"""The CertGate gateway: a thin Flask face over the ``certs`` and ``tokens`` libraries."""

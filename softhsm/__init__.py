@@ -1,0 +1,1 @@
+"""Test PKI and SoftHSM token provisioning, for tests and for integrators."""

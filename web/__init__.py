@@ -1,0 +1,1 @@
+"""Templates, static files and translations served by the gateway (no build step)."""
