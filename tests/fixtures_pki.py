@@ -1,0 +1,1 @@
+"""Fixtures that make a real test PKI (softhsm.pki) with a fixed clock."""

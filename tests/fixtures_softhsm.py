@@ -1,0 +1,1 @@
+"""Fixtures that make real SoftHSM tokens in a private SOFTHSM2_CONF directory."""
