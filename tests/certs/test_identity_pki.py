@@ -1,0 +1,48 @@
+"""Identity extraction from the test PKI's certificates, in each identity placement it offers."""
+
+from __future__ import annotations
+
+import pytest
+
+from certs.identity import extract_identity
+from tests.fixtures_pki import PKI_EPOCH
+
+ID_NUMBER = "11010519491231002X"
+USCC = "91440300MA5H8REU3K"
+
+
+@pytest.mark.parametrize("identity_in", ["extension", "subject", "both"])
+def test_person_certificates_carry_the_id_card_number(test_pki, identity_in):
+    issued = test_pki.issue(
+        "person", "张三", id_number=ID_NUMBER, identity_in=identity_in, at=PKI_EPOCH
+    )
+    identity = extract_identity(issued.certificate)
+    assert identity.id_card_number == ID_NUMBER
+    assert identity.invalid == ()
+    assert identity.serial == format(issued.serial, "x")
+
+
+@pytest.mark.parametrize("identity_in", ["extension", "subject", "both"])
+def test_enterprise_certificates_carry_the_social_credit_code(test_pki, identity_in):
+    issued = test_pki.issue(
+        "enterprise", "某某建设有限公司", uscc=USCC, identity_in=identity_in, at=PKI_EPOCH
+    )
+    identity = extract_identity(issued.certificate)
+    assert identity.unified_social_credit_code == USCC
+    assert identity.invalid == ()
+
+
+@pytest.mark.parametrize(
+    ("kind", "identifier", "field"),
+    [
+        ("person", {"id_number": "110105194912310021"}, "id_card_number"),
+        ("enterprise", {"uscc": "91440300MA5H8REU3J"}, "unified_social_credit_code"),
+    ],
+)
+def test_bad_checksums_from_the_pki_are_flagged(test_pki, kind, identifier, field):
+    issued = test_pki.issue(
+        kind, "持有人", **identifier, identity_in="both", check_identifiers=False, at=PKI_EPOCH
+    )
+    identity = extract_identity(issued.certificate)
+    assert getattr(identity, field) is None
+    assert [i.field for i in identity.invalid] == [field]
