@@ -112,9 +112,7 @@ class CertificateRevoked(CertError):
         self, detail: str = "", *, reason: str = "unspecified", revoked_at: datetime
     ) -> None:
         zh, en = REVOCATION_REASON_TEXT.get(reason, (reason, reason))
-        super().__init__(
-            detail, reason=reason, revoked_at=revoked_at, reason_zh=zh, reason_en=en
-        )
+        super().__init__(detail, reason=reason, revoked_at=revoked_at, reason_zh=zh, reason_en=en)
         self.reason = reason
         self.revoked_at = revoked_at
 

@@ -23,6 +23,8 @@ class RevocationMode(StrEnum):
     OFF = "off"  # revocation is not checked
 
 
+CLIENT_AUTH_OID = "1.3.6.1.5.5.7.3.2"  # id-kp-clientAuth
+
 # Names of keyUsage bits as cryptography's x509.KeyUsage attributes spell them.
 KEY_USAGE_BITS = (
     "digital_signature",
@@ -47,6 +49,8 @@ class ValidationPolicy:
     # EKU: the leaf must carry clientAuth, or (per these flags) anyExtendedKeyUsage / no EKU.
     allow_any_extended_key_usage: bool = True
     allow_missing_extended_key_usage: bool = True
+    # The purpose the leaf's EKU must name (dotted OID); clientAuth for a login gateway.
+    extended_key_usage: str = CLIENT_AUTH_OID
     # Longest accepted chain, counting the leaf and the anchor.
     max_depth: int = 8
     # An OCSP responder URL that overrides the certificates' AIA (None: use AIA).

@@ -1,0 +1,17 @@
+"""Run every benchmark and print one table each (``python -m bench``, ``make bench``).
+
+``BENCH_CRL_ENTRIES`` sets the size of the large CRL (default 1,000,000).
+"""
+
+from __future__ import annotations
+
+from bench import bench_crl, bench_validation
+
+
+def main() -> None:
+    bench_validation.main()
+    bench_crl.main()
+
+
+if __name__ == "__main__":
+    main()
