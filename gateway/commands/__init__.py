@@ -1,1 +1,1 @@
-"""Operator command groups of the gateway (``certgate serve|trust|account|cert``)."""
+"""Operator command groups of the gateway (``certgate serve|trust|account|audit|cert``)."""

@@ -1,0 +1,498 @@
+"""Accounts: creation and validation, identifier look-up, bindings, state; the mapping directory.
+
+Person accounts carry a real name, ID-card number, phone and e-mail; enterprise accounts a unified
+social credit code, a name and a legal representative (the service agreements in DESIGN.md). The
+ID-card number and phone are sealed with AES-GCM and found through keyed hashes.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import Flask, current_app
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.orm import Session
+
+from certs.identifiers import (
+    is_valid_id_card_number,
+    is_valid_uscc,
+    mask_identifier,
+    normalize_identifier,
+)
+from certs.identity import normalize_serial
+from certs.mapping import AccountKind, AccountRef, BindingKind, IdentityField
+from gateway.passwords import Passwords, password_problem
+from gateway.storage.database import Database
+from gateway.storage.models import (
+    ACCOUNT_STATES,
+    ACTIVE,
+    ENTERPRISE,
+    PERSON,
+    REAL_NAME_LEVELS,
+    Account,
+    CertificateBinding,
+)
+from gateway.storage.personal_data import PersonalDataCipher
+
+EXTENSION = "certgate.accounts"
+
+ID_CARD_COLUMN = "accounts.id_card_number"
+PHONE_COLUMN = "accounts.phone"
+# Mainland mobile numbers: 11 digits starting with 1; "+86" / "86" prefixes are dropped.
+_PHONE_RE = re.compile(r"^1[3-9][0-9]{9}$")
+_LOGIN_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{2,63}$")
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+CANCELLED = "cancelled"
+CANCELLED_DISPLAY_NAME = "已注销账户"
+# Operator-set states that stop sign-in (the agreements: 冻结, 暂停, 终止; people's own 注销).
+DISABLED_STATES = frozenset(ACCOUNT_STATES) - {ACTIVE}
+
+
+class AccountInputError(ValueError):
+    """Operator input refused; the message says which field and why (no personal data)."""
+
+
+def normalize_phone(value: str) -> str:
+    digits = re.sub(r"[\s-]", "", value.strip())
+    digits = digits.removeprefix("+86") if digits.startswith("+86") else digits
+    if len(digits) == 13 and digits.startswith("86"):
+        digits = digits[2:]
+    return digits
+
+
+def is_valid_phone(value: str) -> bool:
+    return bool(_PHONE_RE.match(value))
+
+
+# How a typed login identifier is recognised, in order (the four identifiers of the agreements).
+# Login names that look like any of the others are refused at creation, so this is unambiguous.
+IDENTIFIER_KINDS: tuple[tuple[str, Callable[[str], str], Callable[[str], bool]], ...] = (
+    ("unified_social_credit_code", normalize_identifier, is_valid_uscc),
+    ("id_card_number", normalize_identifier, is_valid_id_card_number),
+    ("phone", normalize_phone, is_valid_phone),
+    ("login_name", lambda v: v.strip().lower(), lambda v: bool(_LOGIN_NAME_RE.match(v))),
+)
+
+
+def classify_identifier(value: str) -> tuple[str, str] | None:
+    """``(kind, normalised value)`` of a typed identifier, or None if it is none of the four."""
+    for kind, normalize, is_valid in IDENTIFIER_KINDS:
+        normalised = normalize(value)
+        if is_valid(normalised):
+            return kind, normalised
+    return None
+
+
+@dataclass(frozen=True)
+class AccountView:
+    """What the API and CLI show of an account: never the ID-card number or phone in clear."""
+
+    id: str
+    kind: str
+    status: str
+    display_name: str
+    login_name: str | None
+    unified_social_credit_code: str | None
+    id_card_number_masked: str | None
+    phone_masked: str | None
+    real_name_level: int
+    locked_until: datetime | None
+    bindings: tuple[tuple[str, str], ...] = ()
+
+    def to_api(self) -> dict[str, str]:
+        data = {"id": self.id, "kind": self.kind, "display_name": self.display_name}
+        if self.unified_social_credit_code:
+            data["uscc"] = self.unified_social_credit_code
+        return data
+
+
+class AccountService:
+    def __init__(
+        self, database: Database, cipher: PersonalDataCipher, passwords: Passwords
+    ) -> None:
+        self.database = database
+        self.cipher = cipher
+        self.passwords = passwords
+
+    # --- views --------------------------------------------------------------------------------
+
+    def view(self, account: Account) -> AccountView:
+        def masked(column: str, blob: bytes | None) -> str | None:
+            return mask_identifier(self.cipher.open(column, blob)) if blob else None
+
+        return AccountView(
+            id=account.public_id,
+            kind=account.kind,
+            status=account.status,
+            display_name=account.display_name,
+            login_name=account.login_name,
+            unified_social_credit_code=account.unified_social_credit_code,
+            id_card_number_masked=masked(ID_CARD_COLUMN, account.id_card_number_sealed),
+            phone_masked=masked(PHONE_COLUMN, account.phone_sealed),
+            real_name_level=account.real_name_level,
+            locked_until=account.locked_until,
+            bindings=tuple((b.kind, b.value) for b in account.bindings),
+        )
+
+    # --- creation -----------------------------------------------------------------------------
+
+    def _check_login_name(self, session: Session, login_name: str | None) -> str | None:
+        if login_name is None:
+            return None
+        name = login_name.strip().lower()
+        if not _LOGIN_NAME_RE.match(name):
+            raise AccountInputError(
+                "login name: 3-64 characters, letters, digits, '_', '.', '-', starting with a "
+                "letter"
+            )
+        classified = classify_identifier(name)
+        if classified is None or classified[0] != "login_name":
+            raise AccountInputError("login name: looks like a credit code, ID-card or phone number")
+        if session.scalar(select(Account.id).where(Account.login_name == name)):
+            raise AccountInputError("login name: already taken")
+        return name
+
+    def _check_phone(self, session: Session, phone: str | None) -> tuple[bytes, str] | None:
+        if phone is None:
+            return None
+        number = normalize_phone(phone)
+        if not is_valid_phone(number):
+            raise AccountInputError("phone: not a mainland mobile number (11 digits, 1XXXXXXXXXX)")
+        digest = self.cipher.lookup_hash("phone", number)
+        if session.scalar(select(Account.id).where(Account.phone_hash == digest)):
+            raise AccountInputError("phone: already used by another account")
+        return self.cipher.seal(PHONE_COLUMN, number), digest
+
+    def _check_password(self, password: str | None) -> str | None:
+        if password is None:
+            return None
+        problem = password_problem(password)
+        if problem:
+            raise AccountInputError(f"password: {problem}")
+        return self.passwords.hash(password)
+
+    def create_person(
+        self,
+        *,
+        real_name: str,
+        id_card_number: str,
+        at: datetime,
+        login_name: str | None = None,
+        phone: str | None = None,
+        email: str | None = None,
+        password: str | None = None,
+        real_name_level: int = 0,
+        agreement_version: str | None = None,
+    ) -> AccountView:
+        number = normalize_identifier(id_card_number)
+        if not is_valid_id_card_number(number):
+            raise AccountInputError("ID-card number: not valid (GB 11643-1999 check failed)")
+        if not real_name.strip():
+            raise AccountInputError("real name: required")
+        if email is not None and not _EMAIL_RE.match(email.strip()):
+            raise AccountInputError("e-mail: not an e-mail address")
+        if real_name_level not in REAL_NAME_LEVELS:
+            raise AccountInputError(f"real-name level: one of {REAL_NAME_LEVELS}")
+        password_hash = self._check_password(password)
+        with self.database.session() as session:
+            digest = self.cipher.lookup_hash("id_card_number", number)
+            if session.scalar(select(Account.id).where(Account.id_card_number_hash == digest)):
+                raise AccountInputError("ID-card number: a person account with it exists")
+            name = self._check_login_name(session, login_name)
+            sealed_phone = self._check_phone(session, phone)
+            account = Account(
+                public_id=str(uuid.uuid4()),
+                kind=PERSON,
+                status=ACTIVE,
+                login_name=name,
+                display_name=real_name.strip(),
+                real_name=real_name.strip(),
+                id_card_number_sealed=self.cipher.seal(ID_CARD_COLUMN, number),
+                id_card_number_hash=digest,
+                phone_sealed=sealed_phone[0] if sealed_phone else None,
+                phone_hash=sealed_phone[1] if sealed_phone else None,
+                email=email.strip().lower() if email else None,
+                real_name_level=real_name_level,
+                agreement_version=agreement_version,
+                agreement_consented_at=at if agreement_version else None,
+                password_hash=password_hash,
+                created_at=at,
+                updated_at=at,
+            )
+            session.add(account)
+            session.flush()
+            return self.view(account)
+
+    def create_enterprise(
+        self,
+        *,
+        unified_social_credit_code: str,
+        name: str,
+        at: datetime,
+        legal_representative: str | None = None,
+        login_name: str | None = None,
+        phone: str | None = None,
+        password: str | None = None,
+        real_name_level: int = 0,
+        agreement_version: str | None = None,
+    ) -> AccountView:
+        code = normalize_identifier(unified_social_credit_code)
+        if not is_valid_uscc(code):
+            raise AccountInputError(
+                "unified social credit code: not valid (GB 32100-2015 check failed)"
+            )
+        if not name.strip():
+            raise AccountInputError("enterprise name: required")
+        if real_name_level not in REAL_NAME_LEVELS:
+            raise AccountInputError(f"real-name level: one of {REAL_NAME_LEVELS}")
+        password_hash = self._check_password(password)
+        with self.database.session() as session:
+            if session.scalar(select(Account.id).where(Account.unified_social_credit_code == code)):
+                raise AccountInputError("unified social credit code: an enterprise with it exists")
+            login = self._check_login_name(session, login_name)
+            sealed_phone = self._check_phone(session, phone)
+            account = Account(
+                public_id=str(uuid.uuid4()),
+                kind=ENTERPRISE,
+                status=ACTIVE,
+                login_name=login,
+                display_name=name.strip(),
+                unified_social_credit_code=code,
+                legal_representative=(legal_representative or "").strip() or None,
+                phone_sealed=sealed_phone[0] if sealed_phone else None,
+                phone_hash=sealed_phone[1] if sealed_phone else None,
+                real_name_level=real_name_level,
+                agreement_version=agreement_version,
+                agreement_consented_at=at if agreement_version else None,
+                password_hash=password_hash,
+                created_at=at,
+                updated_at=at,
+            )
+            session.add(account)
+            session.flush()
+            return self.view(account)
+
+    # --- look-up ------------------------------------------------------------------------------
+
+    def _where_identifier(self, kind: str, value: str) -> ColumnElement[bool]:
+        conditions = {
+            "unified_social_credit_code": lambda: Account.unified_social_credit_code == value,
+            "id_card_number": lambda: (
+                Account.id_card_number_hash == self.cipher.lookup_hash("id_card_number", value)
+            ),
+            "phone": lambda: Account.phone_hash == self.cipher.lookup_hash("phone", value),
+            "login_name": lambda: Account.login_name == value,
+        }
+        return conditions[kind]()
+
+    def find_by_identifier(self, typed: str) -> Account | None:
+        """The account a typed login identifier names (any of the four), or None."""
+        classified = classify_identifier(typed)
+        if classified is None:
+            return None
+        with self.database.session() as session:
+            return session.scalars(
+                select(Account).where(self._where_identifier(*classified))
+            ).one_or_none()
+
+    def find(self, reference: str) -> Account:
+        """An account by public id or any login identifier (CLI); AccountInputError if none."""
+        with self.database.session() as session:
+            account = session.scalars(
+                select(Account).where(Account.public_id == reference.strip())
+            ).one_or_none()
+            if account is None:
+                classified = classify_identifier(reference)
+                if classified is not None:
+                    account = session.scalars(
+                        select(Account).where(self._where_identifier(*classified))
+                    ).one_or_none()
+            if account is None:
+                raise AccountInputError(f"account {mask_identifier(reference)!r}: not found")
+            account.bindings  # noqa: B018 - load while the session is open
+            return account
+
+    def get(self, account_id: int) -> Account | None:
+        with self.database.session() as session:
+            return session.get(Account, account_id)
+
+    def list(self, *, kind: str | None = None) -> list[AccountView]:
+        with self.database.session() as session:
+            query = select(Account).order_by(Account.id)
+            if kind:
+                query = query.where(Account.kind == kind)
+            return [self.view(account) for account in session.scalars(query).all()]
+
+    # --- state --------------------------------------------------------------------------------
+
+    def set_status(self, reference: str, status: str, *, at: datetime) -> AccountView:
+        """Freeze, suspend, terminate or reactivate; a cancelled account stays cancelled."""
+        if status not in ACCOUNT_STATES or status == CANCELLED:
+            raise AccountInputError(
+                f"status: one of {', '.join(s for s in ACCOUNT_STATES if s != CANCELLED)}"
+            )
+        account_id = self.find(reference).id
+        with self.database.session() as session:
+            account = session.get_one(Account, account_id)
+            if account.status == CANCELLED:
+                raise AccountInputError("status: a cancelled account cannot be changed")
+            account.status = status
+            account.updated_at = at
+            if status == ACTIVE:
+                account.locked_until = None
+            return self.view(account)
+
+    def cancel(self, reference: str, *, at: datetime) -> AccountView:
+        """Cancellation (注销): personal data and bindings are deleted, the row stays as a
+        tombstone so the audit trail keeps pointing at the account's id."""
+        account_id = self.find(reference).id
+        with self.database.session() as session:
+            account = session.get_one(Account, account_id)
+            if account.status == CANCELLED:
+                raise AccountInputError("status: the account is already cancelled")
+            for column in (
+                "login_name",
+                "real_name",
+                "id_card_number_sealed",
+                "id_card_number_hash",
+                "phone_sealed",
+                "phone_hash",
+                "email",
+                "unified_social_credit_code",
+                "legal_representative",
+                "password_hash",
+                "locked_until",
+            ):
+                setattr(account, column, None)
+            account.display_name = CANCELLED_DISPLAY_NAME
+            account.status = CANCELLED
+            account.cancelled_at = at
+            account.updated_at = at
+            account.bindings.clear()
+            session.flush()
+            return self.view(account)
+
+    def lock(self, account_id: int, *, until: datetime, at: datetime) -> None:
+        with self.database.session() as session:
+            account = session.get_one(Account, account_id)
+            account.locked_until = until
+            account.updated_at = at
+
+    # --- bindings -----------------------------------------------------------------------------
+
+    def bind(
+        self, reference: str, kind: str, value: str, *, at: datetime, label: str | None = None
+    ) -> AccountView:
+        kind_value = _normalize_binding(kind, value)
+        account_id = self.find(reference).id
+        with self.database.session() as session:
+            existing = session.scalars(
+                select(CertificateBinding).where(
+                    CertificateBinding.kind == kind, CertificateBinding.value == kind_value
+                )
+            ).one_or_none()
+            if existing is not None:
+                raise AccountInputError("binding: this certificate is already bound to an account")
+            session.add(
+                CertificateBinding(
+                    account_id=account_id, kind=kind, value=kind_value, label=label, created_at=at
+                )
+            )
+            session.flush()
+            account = session.get_one(Account, account_id)
+            session.refresh(account)
+            return self.view(account)
+
+    def unbind(self, reference: str, kind: str, value: str) -> AccountView:
+        kind_value = _normalize_binding(kind, value)
+        account_id = self.find(reference).id
+        with self.database.session() as session:
+            binding = session.scalars(
+                select(CertificateBinding).where(
+                    CertificateBinding.account_id == account_id,
+                    CertificateBinding.kind == kind,
+                    CertificateBinding.value == kind_value,
+                )
+            ).one_or_none()
+            if binding is None:
+                raise AccountInputError("binding: this account has no such binding")
+            session.delete(binding)
+            session.flush()
+            account = session.get_one(Account, account_id)
+            session.refresh(account)
+            return self.view(account)
+
+
+def _normalize_binding(kind: str, value: str) -> str:
+    if kind == BindingKind.SHA256:
+        thumbprint = re.sub(r"[\s:]", "", value).lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", thumbprint):
+            raise AccountInputError("binding: a SHA-256 thumbprint is 64 hexadecimal characters")
+        return thumbprint
+    if kind == BindingKind.ISSUER_SERIAL:
+        serial, sep, issuer = value.partition("@")
+        if not sep or not issuer:
+            raise AccountInputError("binding: issuer_serial is '<serial hex>@<issuer DN>'")
+        try:
+            return f"{normalize_serial(serial)}@{issuer}"
+        except ValueError as exc:
+            raise AccountInputError(f"binding: {exc}") from None
+    raise AccountInputError(f"binding kind: one of {', '.join(k.value for k in BindingKind)}")
+
+
+class SqlAccountDirectory:
+    """``certs.mapping.AccountDirectory`` over the gateway's tables."""
+
+    def __init__(self, service: AccountService) -> None:
+        self.service = service
+
+    def _refs(self, condition: ColumnElement[bool]) -> set[AccountRef]:
+        with self.service.database.session() as session:
+            rows = session.execute(select(Account.kind, Account.public_id).where(condition)).all()
+        return {AccountRef(AccountKind(kind), public_id) for kind, public_id in rows}
+
+    def accounts_bound_to(self, binding: BindingKind, value: str) -> set[AccountRef]:
+        return self._refs(
+            Account.bindings.any(
+                (CertificateBinding.kind == str(binding)) & (CertificateBinding.value == value)
+            )
+        )
+
+    def accounts_with(
+        self, account_kind: AccountKind, identity_field: IdentityField, value: str
+    ) -> set[AccountRef]:
+        condition = _FIELD_CONDITIONS.get(identity_field)
+        if condition is None:
+            return set()  # no column holds this field (yet)
+        return self._refs((Account.kind == str(account_kind)) & condition(self.service, value))
+
+
+# Identity field -> condition on the accounts table.
+_FIELD_CONDITIONS: Mapping[IdentityField, Callable[[AccountService, str], ColumnElement[bool]]] = {
+    IdentityField.UNIFIED_SOCIAL_CREDIT_CODE: lambda _s, v: Account.unified_social_credit_code == v,
+    IdentityField.ID_CARD_NUMBER: lambda s, v: (
+        Account.id_card_number_hash == s.cipher.lookup_hash("id_card_number", v)
+    ),
+    IdentityField.EMAIL: lambda _s, v: Account.email == v.lower(),
+}
+
+
+def account_is_usable(account: Account) -> bool:
+    return account.status not in DISABLED_STATES
+
+
+def init_app(app: Flask, database: Database, cipher: PersonalDataCipher) -> AccountService:
+    passwords = Passwords(
+        memory_cost=app.config["PASSWORD_MEMORY_COST"], time_cost=app.config["PASSWORD_TIME_COST"]
+    )
+    service = AccountService(database, cipher, passwords)
+    app.extensions[EXTENSION] = service
+    return service
+
+
+def get_accounts(app: Flask | None = None) -> AccountService:
+    return (app or current_app).extensions[EXTENSION]

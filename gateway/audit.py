@@ -1,0 +1,158 @@
+"""The audit trail: an append-only table where each record carries the hash of the previous one.
+
+``chain_hash = HMAC-SHA256(audit key, previous_hash || canonical JSON of the record's fields)``.
+The key is derived from the data key, so someone with write access to the database alone cannot
+forge a consistent chain. ``audit_head`` keeps the last id and hash, so deleting the newest
+records is detected as well as changing or deleting one in the middle.
+
+Records hold no personal data: the account's public id, the certificate's thumbprint, the error
+code, the client address and a short detail (identifiers masked with ``mask_identifier``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import Flask, current_app
+from sqlalchemy import select
+
+from gateway.storage.database import Database
+from gateway.storage.models import AuditHead, AuditRecord
+
+EXTENSION = "certgate.audit"
+GENESIS_HASH = "0" * 64
+HEAD_ROW_ID = 1
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    event: str  # "login", "logout", "tls_header_ignored", "account_created", ...
+    outcome: str  # "ok" or a stable error code
+    at: datetime
+    method: str | None = None  # "token", "tls", "password"
+    account_public_id: str | None = None
+    certificate_thumbprint: str | None = None
+    address: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditProblem:
+    record_id: int
+    problem: str
+
+
+def _canonical(record: AuditRecord) -> bytes:
+    fields = {
+        "id": record.id,
+        "at": record.at.isoformat(),
+        "event": record.event,
+        "method": record.method,
+        "outcome": record.outcome,
+        "account": record.account_public_id,
+        "thumbprint": record.certificate_thumbprint,
+        "address": record.address,
+        "detail": record.detail,
+    }
+    return json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class AuditLog:
+    def __init__(self, database: Database, key: bytes) -> None:
+        self.database = database
+        self._key = key
+        # SQLite has no row locks; appends in one process are serialised here, and on PostgreSQL
+        # the head row is also locked (SELECT ... FOR UPDATE) across processes.
+        self._lock = threading.Lock()
+
+    def _hash(self, previous_hash: str, record: AuditRecord) -> str:
+        message = previous_hash.encode("ascii") + b"\n" + _canonical(record)
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+    def append(self, entry: AuditEntry) -> int:
+        with self._lock, self.database.session() as session:
+            head = session.scalars(
+                select(AuditHead).where(AuditHead.id == HEAD_ROW_ID).with_for_update()
+            ).one_or_none()
+            previous_hash = head.last_hash if head else GENESIS_HASH
+            record = AuditRecord(
+                at=entry.at,
+                event=entry.event,
+                method=entry.method,
+                outcome=entry.outcome,
+                account_public_id=entry.account_public_id,
+                certificate_thumbprint=entry.certificate_thumbprint,
+                address=entry.address,
+                detail=entry.detail,
+                previous_hash=previous_hash,
+                chain_hash="",
+            )
+            session.add(record)
+            session.flush()  # assigns the id, which the hash covers
+            record.chain_hash = self._hash(previous_hash, record)
+            if head is None:
+                session.add(
+                    AuditHead(id=HEAD_ROW_ID, last_id=record.id, last_hash=record.chain_hash)
+                )
+            else:
+                head.last_id = record.id
+                head.last_hash = record.chain_hash
+            return record.id
+
+    def records(self, *, limit: int | None = None) -> list[AuditRecord]:
+        with self.database.session() as session:
+            query = select(AuditRecord).order_by(AuditRecord.id.desc())
+            if limit:
+                query = query.limit(limit)
+            return list(reversed(session.scalars(query).all()))
+
+    def verify(self) -> list[AuditProblem]:
+        """Every inconsistency in the chain; an empty list means the trail is intact."""
+        with self.database.session() as session:
+            head = session.get(AuditHead, HEAD_ROW_ID)
+            records: Iterable[AuditRecord] = session.scalars(
+                select(AuditRecord).order_by(AuditRecord.id)
+            ).all()
+            return self._check(records, head)
+
+    def _check(self, records: Iterable[AuditRecord], head: AuditHead | None) -> list[AuditProblem]:
+        problems: list[AuditProblem] = []
+        previous_hash = GENESIS_HASH
+        previous_id = 0
+        for record in records:
+            if record.id != previous_id + 1:
+                problems.append(
+                    AuditProblem(
+                        record.id, f"records {previous_id + 1}..{record.id - 1} are missing"
+                    )
+                )
+            if record.previous_hash != previous_hash:
+                problems.append(AuditProblem(record.id, "previous hash does not match"))
+            if not hmac.compare_digest(record.chain_hash, self._hash(record.previous_hash, record)):
+                problems.append(AuditProblem(record.id, "record was changed"))
+            previous_hash = record.chain_hash
+            previous_id = record.id
+        if head is None:
+            if previous_id:
+                problems.append(AuditProblem(previous_id, "audit head is missing"))
+        elif head.last_id != previous_id or head.last_hash != previous_hash:
+            problems.append(
+                AuditProblem(head.last_id, f"newest record {head.last_id} is missing or changed")
+            )
+        return problems
+
+
+def init_app(app: Flask, database: Database, key: bytes) -> AuditLog:
+    log = AuditLog(database, key)
+    app.extensions[EXTENSION] = log
+    return log
+
+
+def get_audit_log(app: Flask | None = None) -> AuditLog:
+    return (app or current_app).extensions[EXTENSION]

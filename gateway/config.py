@@ -1,0 +1,244 @@
+"""Gateway configuration: defaults, then ``certgate.toml``, then ``CERTGATE_*``, then a mapping.
+
+Every value is checked once, at start-up (``validate_config``); a bad value raises ``ConfigError``
+naming the file and the field, so a request never discovers a bad configuration.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask
+
+CONFIG_FILE_NAME = "certgate.toml"
+ENV_PREFIX = "CERTGATE"
+
+DEFAULTS: Mapping[str, Any] = {
+    "DATABASE_URL": "sqlite:///certgate.sqlite3",
+    "PUBLIC_ORIGIN": None,  # required outside dev mode, e.g. "https://login.example.cn"
+    "DATA_KEY": None,  # base64 of 32 random bytes; required outside dev mode
+    "DEV_MODE": False,
+    "TRUSTED_PROXIES": [],  # addresses or networks of reverse proxies
+    "TLS_CLIENT_CERT_HEADER": "X-SSL-Client-Cert",  # nginx $ssl_client_escaped_cert
+    "MIGRATE_ON_START": True,
+    "CHALLENGE_TTL": 120,
+    "SESSION_COOKIE": "certgate_session",
+    "PRELOGIN_COOKIE": "certgate_prelogin",
+    "SESSION_IDLE_TIMEOUT": 30 * 60,
+    "SESSION_ABSOLUTE_TIMEOUT": 12 * 60 * 60,
+    "RATE_LIMIT_WINDOW": 60,
+    "ADDRESS_ATTEMPT_LIMIT": 30,  # login attempts per address per window
+    "ACCOUNT_ATTEMPT_LIMIT": 5,  # login attempts per account (or identifier) per window
+    "CHALLENGE_LIMIT": 60,  # login challenges per address per window
+    "LOCKOUT_THRESHOLD": 10,  # consecutive failures that lock an account
+    "LOCKOUT_WINDOW": 15 * 60,
+    "LOCKOUT_DURATION": 15 * 60,
+    "MAX_CONTENT_LENGTH": 64 * 1024,
+    "PASSWORD_MEMORY_COST": 65536,  # argon2id KiB (RFC 9106 low-memory profile)
+    "PASSWORD_TIME_COST": 3,
+    "TRUST_ANCHORS": [],  # [[trust.anchors]] tables from certgate.toml
+    "CLOCK": None,  # tests inject a clock object
+}
+
+# certgate.toml spells keys in lower case; tables flatten with "_" ([session] idle_timeout ->
+# SESSION_IDLE_TIMEOUT) except [trust] anchors, which becomes TRUST_ANCHORS.
+MAX_CHALLENGE_TTL = 120
+
+
+class ConfigError(Exception):
+    """The configuration is not usable; the message names the source and the field."""
+
+
+def load_config(app: Flask, test_config: Mapping[str, Any] | None = None) -> None:
+    """Fill ``app.config``: defaults, ``certgate.toml``, ``CERTGATE_*`` env, the test mapping."""
+    app.config.from_mapping(DEFAULTS)
+    app.config["CONFIG_SOURCE"] = {key: "default" for key in DEFAULTS}
+    config_file = _config_file(test_config)
+    if config_file is not None:
+        _load_toml(app, config_file)
+    app.config.from_prefixed_env(ENV_PREFIX)
+    for name in os.environ:
+        if name.startswith(f"{ENV_PREFIX}_"):
+            key = name.removeprefix(f"{ENV_PREFIX}_")
+            app.config["CONFIG_SOURCE"][key] = f"environment variable {name}"
+    if test_config is not None:
+        app.config.from_mapping(test_config)
+        for key in test_config:
+            app.config["CONFIG_SOURCE"][key] = "create_app(config=...)"
+    validate_config(app.config)
+
+
+def _config_file(test_config: Mapping[str, Any] | None) -> Path | None:
+    if test_config is not None and "CONFIG_FILE" in test_config:
+        value = test_config["CONFIG_FILE"]
+        return Path(value) if value else None
+    explicit = os.environ.get(f"{ENV_PREFIX}_CONFIG_FILE")
+    if explicit:
+        return Path(explicit)
+    default = Path.cwd() / CONFIG_FILE_NAME
+    return default if default.is_file() else None
+
+
+def _load_toml(app: Flask, path: Path) -> None:
+    try:
+        with path.open("rb") as handle:
+            document = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    app.config["CONFIG_FILE"] = str(path)
+    for key, value in _flatten(document):
+        if key not in DEFAULTS or key == "CLOCK":
+            raise ConfigError(f"{path}: unknown setting {key.lower()!r}")
+        app.config[key] = value
+        app.config["CONFIG_SOURCE"][key] = str(path)
+
+
+def _flatten(document: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    items: list[tuple[str, Any]] = []
+    for name, value in document.items():
+        key = f"{prefix}{name}".upper()
+        if key == "TRUST_ANCHORS" or not isinstance(value, dict):
+            items.append((key, value))
+        else:
+            items.extend(_flatten(value, f"{key}_"))
+    return items
+
+
+def _where(config: Mapping[str, Any], key: str) -> str:
+    source = config.get("CONFIG_SOURCE", {}).get(key, "configuration")
+    return f"{source}: {key.lower()}"
+
+
+def _positive_int(config: dict[str, Any], key: str) -> int:
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{_where(config, key)}: must be a positive whole number, got {value!r}")
+    return value
+
+
+def _bool(config: dict[str, Any], key: str) -> bool:
+    value = config[key]
+    if isinstance(value, str) and value.lower() in (
+        "1",
+        "true",
+        "yes",
+        "on",
+        "0",
+        "false",
+        "no",
+        "off",
+    ):
+        return value.lower() in ("1", "true", "yes", "on")
+    if not isinstance(value, bool):
+        raise ConfigError(f"{_where(config, key)}: must be true or false, got {value!r}")
+    return value
+
+
+def parse_origin(value: str) -> str:
+    """The canonical ``scheme://host[:port]`` form of a web origin; ValueError if it is not one."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) origin such as https://login.example.cn")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ValueError("an origin has no path, query, fragment or user name")
+    default_port = {"http": 80, "https": 443}[parts.scheme]
+    port = parts.port
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default_port else "")
+
+
+def decode_data_key(value: str) -> bytes:
+    """The 32-byte data key from its base64 (standard or URL-safe) form."""
+    text = value.strip()
+    try:
+        key = base64.urlsafe_b64decode(text.replace("+", "-").replace("/", "_") + "==")
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("must be base64") from exc
+    if len(key) != 32:
+        raise ValueError(f"must decode to 32 bytes, got {len(key)}")
+    return key
+
+
+def validate_config(config: dict[str, Any]) -> None:
+    """Check and normalise every setting; raise ConfigError naming the source and the field."""
+    config["DEV_MODE"] = _bool(config, "DEV_MODE")
+    config["MIGRATE_ON_START"] = _bool(config, "MIGRATE_ON_START")
+    for key in (
+        "CHALLENGE_TTL",
+        "SESSION_IDLE_TIMEOUT",
+        "SESSION_ABSOLUTE_TIMEOUT",
+        "RATE_LIMIT_WINDOW",
+        "ADDRESS_ATTEMPT_LIMIT",
+        "ACCOUNT_ATTEMPT_LIMIT",
+        "CHALLENGE_LIMIT",
+        "LOCKOUT_THRESHOLD",
+        "LOCKOUT_WINDOW",
+        "LOCKOUT_DURATION",
+        "MAX_CONTENT_LENGTH",
+        "PASSWORD_MEMORY_COST",
+        "PASSWORD_TIME_COST",
+    ):
+        _positive_int(config, key)
+    if config["CHALLENGE_TTL"] > MAX_CHALLENGE_TTL:
+        raise ConfigError(f"{_where(config, 'CHALLENGE_TTL')}: at most {MAX_CHALLENGE_TTL} s")
+
+    origin = config["PUBLIC_ORIGIN"]
+    if origin is None:
+        if not config["DEV_MODE"]:
+            raise ConfigError(
+                f"{_where(config, 'PUBLIC_ORIGIN')}: required (the origin browsers use to reach "
+                "the gateway, e.g. https://login.example.cn)"
+            )
+        origin = "http://127.0.0.1:8080"
+    try:
+        config["PUBLIC_ORIGIN"] = parse_origin(str(origin))
+    except ValueError as exc:
+        raise ConfigError(f"{_where(config, 'PUBLIC_ORIGIN')}: {exc}") from None
+
+    if config["DATA_KEY"] is None:
+        if not config["DEV_MODE"]:
+            raise ConfigError(
+                f"{_where(config, 'DATA_KEY')}: required; generate one with "
+                '`python -c "import os,base64;print(base64.b64encode(os.urandom(32)).decode())"` '
+                "(only dev_mode = true generates a throw-away key)"
+            )
+    else:
+        try:
+            decode_data_key(str(config["DATA_KEY"]))
+        except ValueError as exc:
+            raise ConfigError(f"{_where(config, 'DATA_KEY')}: {exc}") from None
+
+    proxies = config["TRUSTED_PROXIES"]
+    if isinstance(proxies, str):
+        proxies = [p for p in (part.strip() for part in proxies.split(",")) if p]
+    if not isinstance(proxies, list):
+        raise ConfigError(f"{_where(config, 'TRUSTED_PROXIES')}: must be a list of addresses")
+    networks = []
+    for entry in proxies:
+        try:
+            networks.append(ipaddress.ip_network(str(entry), strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"{_where(config, 'TRUSTED_PROXIES')}: {entry!r} is not an address or network"
+            ) from None
+    config["TRUSTED_PROXIES"] = networks
+
+    if not isinstance(config["DATABASE_URL"], str) or "://" not in config["DATABASE_URL"]:
+        raise ConfigError(f"{_where(config, 'DATABASE_URL')}: must be an SQLAlchemy URL")
+    if not isinstance(config["TLS_CLIENT_CERT_HEADER"], str):
+        raise ConfigError(f"{_where(config, 'TLS_CLIENT_CERT_HEADER')}: must be a header name")
+    clock = config["CLOCK"]
+    if clock is not None and not callable(getattr(clock, "now", None)):
+        raise ConfigError(f"{_where(config, 'CLOCK')}: only tests set a clock object")
+    if not isinstance(config["TRUST_ANCHORS"], list):
+        raise ConfigError(f"{_where(config, 'TRUST_ANCHORS')}: must be an array of tables")

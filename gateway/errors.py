@@ -1,0 +1,148 @@
+"""The gateway's own errors and the one table that turns any ``CertGateError`` into HTTP.
+
+Certificate and account-mapping errors come from ``certs.errors``; the token package adds its own.
+Here live the errors only the gateway raises (challenges, credentials, account state, limits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+from certs.errors import BadRequest, CertGateError
+
+__all__ = [
+    "AccountDisabled",
+    "AccountLocked",
+    "BadRequest",
+    "ChallengeExpired",
+    "ChallengeUnknown",
+    "ChallengeUsed",
+    "CredentialsInvalid",
+    "HTTP_STATUS",
+    "NotSignedIn",
+    "OriginMismatch",
+    "RateLimited",
+    "Unavailable",
+    "http_status",
+]
+
+
+class ChallengeUnknown(CertGateError):
+    code = "challenge_unknown"
+    templates = {
+        "zh-CN": "登录挑战不存在或不属于当前会话，请刷新页面后重试。",
+        "en": "The login challenge is unknown or belongs to another session; reload and retry.",
+    }
+
+
+class ChallengeExpired(CertGateError):
+    code = "challenge_expired"
+    templates = {
+        "zh-CN": "登录挑战已过期，请重新登录。",
+        "en": "The login challenge has expired; please sign in again.",
+    }
+
+
+class ChallengeUsed(CertGateError):
+    code = "challenge_used"
+    templates = {
+        "zh-CN": "登录挑战已被使用，请重新登录。",
+        "en": "The login challenge has already been used; please sign in again.",
+    }
+
+
+class OriginMismatch(CertGateError):
+    code = "origin_mismatch"
+    templates = {
+        "zh-CN": "请求来源与本站地址不符。",
+        "en": "The request does not come from this site's origin.",
+    }
+
+
+class CredentialsInvalid(CertGateError):
+    code = "credentials_invalid"
+    templates = {
+        "zh-CN": "账号或密码错误。",
+        "en": "The account or password is incorrect.",
+    }
+
+
+class NotSignedIn(CredentialsInvalid):
+    """No live session: the stable code is ``credentials_invalid`` with its own message."""
+
+    templates = {
+        "zh-CN": "尚未登录或会话已过期，请重新登录。",
+        "en": "You are not signed in or your session has expired; please sign in again.",
+    }
+
+
+class AccountDisabled(CertGateError):
+    code = "account_disabled"
+    templates = {
+        "zh-CN": "该账户已被冻结、暂停或注销，无法登录。如有疑问请联系平台。",
+        "en": "This account is frozen, suspended or closed and cannot sign in; "
+        "contact the platform.",
+    }
+
+
+class AccountLocked(CertGateError):
+    code = "account_locked"
+    templates = {
+        "zh-CN": "登录失败次数过多，账户已锁定至 {locked_until:%Y-%m-%d %H:%M} UTC。",
+        "en": "Too many failed sign-ins; the account is locked until "
+        "{locked_until:%Y-%m-%d %H:%M} UTC.",
+    }
+
+    def __init__(self, detail: str = "", *, locked_until: datetime) -> None:
+        super().__init__(detail, locked_until=locked_until)
+        self.locked_until = locked_until
+
+
+class RateLimited(CertGateError):
+    code = "rate_limited"
+    templates = {
+        "zh-CN": "尝试过于频繁，请 {retry_after} 秒后再试。",
+        "en": "Too many attempts; please try again in {retry_after} seconds.",
+    }
+
+    def __init__(self, detail: str = "", *, retry_after: int) -> None:
+        super().__init__(detail, retry_after=retry_after)
+        self.retry_after = retry_after
+
+
+class Unavailable(CertGateError):
+    code = "unavailable"
+    templates = {
+        "zh-CN": "服务暂时不可用，请稍后再试。",
+        "en": "The service is temporarily unavailable; please try again later.",
+    }
+
+
+# DESIGN.md "Errors": HTTP status per stable code.
+HTTP_STATUS: Mapping[str, int] = {
+    "bad_request": 400,
+    "challenge_unknown": 401,
+    "challenge_expired": 401,
+    "challenge_used": 401,
+    "origin_mismatch": 401,
+    "signature_invalid": 401,
+    "certificate_untrusted": 401,
+    "certificate_expired": 401,
+    "certificate_not_yet_valid": 401,
+    "certificate_revoked": 401,
+    "revocation_unavailable": 401,
+    "certificate_usage_invalid": 401,
+    "account_not_found": 401,
+    "credentials_invalid": 401,
+    "account_disabled": 403,
+    "account_locked": 403,
+    "account_ambiguous": 409,
+    "rate_limited": 429,
+    "unavailable": 503,
+}
+
+
+def http_status(code: str) -> int:
+    """The HTTP status of a stable error code (an unknown code is a client error)."""
+    return HTTP_STATUS.get(code, 400)

@@ -1,0 +1,370 @@
+"""Login API v1 (DESIGN.md "Login protocol v1"): challenge, token, TLS, password, session,
+logout."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from certs.errors import BadRequest, CertGateError
+from certs.mapping import resolve_account
+from gateway import clock
+from gateway.accounts import SqlAccountDirectory, account_is_usable, get_accounts
+from gateway.engine import check_signing_key_usage, get_engine
+from gateway.errors import (
+    AccountDisabled,
+    AccountLocked,
+    ChallengeExpired,
+    ChallengeUnknown,
+    ChallengeUsed,
+    CredentialsInvalid,
+    NotSignedIn,
+    OriginMismatch,
+    RateLimited,
+)
+from gateway.housekeeping import run_housekeeping
+from gateway.http import (
+    address,
+    begin_audit,
+    check_origin,
+    json_body,
+    scrub_detail,
+    write_audit,
+)
+from gateway.limits import account_key, address_key, get_guard
+from gateway.passwords import MAX_PASSWORD_LENGTH
+from gateway.proxy import ProxyHeaderError, certificates_from_headers, is_trusted_proxy
+from gateway.sessions import get_sessions, set_secure_cookie
+from gateway.signatures import ALGORITHMS, login_message, verify_login_signature
+from gateway.storage.models import Account
+from gateway.stores import ChallengeRecord, ChallengeStore
+
+bp = Blueprint("login", __name__, url_prefix="/api/v1")
+
+CHALLENGE_STORE = "certgate.challenges"
+AMR_TOKEN = ("hwk", "pin")
+AMR_TLS = ("x509",)
+AMR_PASSWORD = ("pwd",)
+MAX_CHAIN = 8
+MAX_CERTIFICATE_BYTES = 16 * 1024
+MAX_SIGNATURE_BYTES = 1024
+MAX_IDENTIFIER_LENGTH = 64
+PRELOGIN_COOKIE_AGE = 30 * 60
+# Errors that say nothing about the credentials: they do not count as failed attempts.
+NOT_AN_ATTEMPT = (BadRequest, RateLimited)
+
+
+def _challenges() -> ChallengeStore:
+    return current_app.extensions[CHALLENGE_STORE]
+
+
+def _binding_hash(prelogin: str) -> str:
+    return hashlib.sha256(
+        b"certgate prelogin\x00" + prelogin.encode("ascii", "replace")
+    ).hexdigest()
+
+
+def _b64(value: str, field: str, limit: int) -> bytes:
+    """Standard or URL-safe base64, padded or not; nothing else is skipped over."""
+    if len(value) > limit * 4 // 3 + 4:
+        raise BadRequest(f"{field} is too long")
+    standard = value.replace("-", "+").replace("_", "/")
+    try:
+        return base64.b64decode(standard + "=" * (-len(standard) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"{field} is not base64") from None
+
+
+def _certificate(value: str, field: str) -> x509.Certificate:
+    try:
+        return x509.load_der_x509_certificate(_b64(value, field, MAX_CERTIFICATE_BYTES))
+    except ValueError:
+        raise BadRequest(f"{field} is not a DER certificate") from None
+
+
+@contextmanager
+def _attempt(keys: list[str]) -> Iterator[list[str]]:
+    """Count the attempt as failed against ``keys`` (which the body may extend) if it raises."""
+    try:
+        yield keys
+    except NOT_AN_ATTEMPT:
+        raise
+    except CertGateError:
+        get_guard().record(keys, clock.now(), succeeded=False)
+        raise
+
+
+def _success(account: Account, amr: tuple[str, ...], keys: list[str]) -> Response:
+    now = clock.now()
+    get_guard().record(keys, now, succeeded=True)
+    sessions = get_sessions()
+    started = sessions.start(
+        account.id, amr, at=now, previous_token=request.cookies.get(sessions.cookie_name)
+    )
+    view = get_accounts().view(account)
+    write_audit("ok")
+    response = jsonify(
+        {
+            "ok": True,
+            "account": view.to_api(),
+            "amr": list(amr),
+            "csrf_token": started.record.csrf_token,
+        }
+    )
+    sessions.set_cookie(response, started.token)
+    return response
+
+
+def _check_account_state(account: Account) -> None:
+    now = clock.now()
+    if account.locked_until is not None and account.locked_until > now:
+        raise AccountLocked("account is locked", locked_until=account.locked_until)
+    if not account_is_usable(account):
+        raise AccountDisabled(f"account status {account.status}")
+
+
+def _certificate_login(
+    leaf: x509.Certificate, intermediates: list[x509.Certificate], keys: list[str]
+) -> Account:
+    """Chain, revocation and mapping: the account this certificate signs in to."""
+    now = clock.now()
+    chain = get_engine().validate(leaf, intermediates, at=now)
+    context = g.certgate_audit
+    context.notes.extend(scrub_detail(warning) for warning in chain.warnings)
+    match = resolve_account(chain, chain.anchor.mapping_rule, SqlAccountDirectory(get_accounts()))
+    context.account_public_id = match.account.account_id
+    context.notes.append(f"matched by {match.matched_by} under {match.trust_anchor!r}")
+    account = get_accounts().find(match.account.account_id)
+    keys.append(account_key(account.id))
+    get_guard().check_subject(account_key(account.id), now)
+    _check_account_state(account)
+    return account
+
+
+# --- challenge ------------------------------------------------------------------------------------
+
+
+@bp.post("/login/challenge")
+def challenge() -> Response:
+    g.certgate_skip_audit = True  # issuing a challenge is not an attempt
+    check_origin()
+    now = clock.now()
+    config = current_app.config
+    prelogin = request.cookies.get(config["PRELOGIN_COOKIE"])
+    fresh = not prelogin or len(prelogin) > 128
+    if fresh:
+        prelogin = secrets.token_urlsafe(32)
+    assert prelogin is not None
+    record = ChallengeRecord(
+        id=secrets.token_urlsafe(18),
+        nonce=secrets.token_urlsafe(32),
+        binding_hash=_binding_hash(prelogin),
+        expires_at=now + timedelta(seconds=config["CHALLENGE_TTL"]),
+        used_at=None,
+    )
+    run_housekeeping(now)
+    get_guard().check_challenges(address(), now)
+    _challenges().put(record, created_at=now)
+    response = jsonify(
+        {
+            "challenge_id": record.id,
+            "nonce": record.nonce,
+            "origin": config["PUBLIC_ORIGIN"],
+            "expires_at": record.expires_at.isoformat().replace("+00:00", "Z"),
+        }
+    )
+    if fresh:
+        set_secure_cookie(
+            response, config["PRELOGIN_COOKIE"], prelogin, max_age=PRELOGIN_COOKIE_AGE
+        )
+    return response
+
+
+# --- token (challenge signed by a USB key through the agent) -------------------------------------
+
+
+@bp.post("/login/token")
+def token_login() -> Response:
+    context = begin_audit("login", "token")
+    check_origin()
+    body = json_body(
+        {"challenge_id": str, "certificate": str, "signature": str, "signature_algorithm": str},
+        optional={"chain": list, "origin": str},
+    )
+    now = clock.now()
+    guard = get_guard()
+    guard.check_address(address(), now)
+    algorithm = body["signature_algorithm"]
+    if algorithm not in ALGORITHMS:
+        raise BadRequest("unknown signature_algorithm")
+    if "origin" in body and body["origin"] not in (None, current_app.config["PUBLIC_ORIGIN"]):
+        raise OriginMismatch("body origin is not the public origin")
+    chain_items = body.get("chain") or []
+    if len(chain_items) > MAX_CHAIN or not all(isinstance(c, str) for c in chain_items):
+        raise BadRequest("chain is a short list of base64 certificates")
+    leaf = _certificate(body["certificate"], "certificate")
+    intermediates = [_certificate(item, "chain") for item in chain_items]
+    signature = _b64(body["signature"], "signature", MAX_SIGNATURE_BYTES)
+    challenge_id = body["challenge_id"]
+    if not 0 < len(challenge_id) <= 128:
+        raise BadRequest("challenge_id has the wrong length")
+    thumbprint = leaf.fingerprint(hashes.SHA256()).hex()
+    context.certificate_thumbprint = thumbprint
+    keys = [address_key(address())]
+    with _attempt(keys):
+        prelogin = request.cookies.get(current_app.config["PRELOGIN_COOKIE"], "")
+        found = _challenges().consume(challenge_id, binding_hash=_binding_hash(prelogin), at=now)
+        if found is None:
+            raise ChallengeUnknown("no such challenge for this pre-login cookie")
+        if found.used_at is not None:
+            raise ChallengeUsed("challenge already used")
+        if now >= found.expires_at:
+            raise ChallengeExpired("challenge expired")
+        message = login_message(current_app.config["PUBLIC_ORIGIN"], found.id, found.nonce)
+        verify_login_signature(leaf, algorithm, signature, message)
+        # Only the key holder counts against the certificate: certificates are public, so
+        # failures before this point (anyone's) count against the address alone.
+        keys.append(f"certificate:{thumbprint}")
+        guard.check_subject(keys[-1], now)
+        check_signing_key_usage(leaf)
+        account = _certificate_login(leaf, intermediates, keys)
+    return _success(account, AMR_TOKEN, keys)
+
+
+# --- TLS client certificate from a reverse proxy -------------------------------------------------
+
+
+@bp.post("/login/tls")
+def tls_login() -> Response:
+    context = begin_audit("login", "tls")
+    check_origin()
+    config = current_app.config
+    header = config["TLS_CLIENT_CERT_HEADER"]
+    peer = request.environ.get("REMOTE_ADDR")
+    now = clock.now()
+    get_guard().check_address(address(), now)
+    presented = None
+    if is_trusted_proxy(peer, config["TRUSTED_PROXIES"]):
+        try:
+            presented = certificates_from_headers(request, header)
+        except ProxyHeaderError as exc:
+            raise BadRequest(f"client certificate header: {exc}") from None
+    elif request.headers.get("Client-Cert") or request.headers.get(header):
+        write_audit(
+            "ignored",
+            event="tls_header_ignored",
+            detail="client certificate header from an untrusted peer",
+        )
+    if presented is None:
+        raise BadRequest("no client certificate from a trusted proxy")
+    leaf, intermediates = presented
+    thumbprint = leaf.fingerprint(hashes.SHA256()).hex()
+    context.certificate_thumbprint = thumbprint
+    keys = [address_key(address()), f"certificate:{thumbprint}"]
+    with _attempt(keys):
+        get_guard().check_subject(f"certificate:{thumbprint}", now)
+        account = _certificate_login(leaf, intermediates, keys)
+    return _success(account, AMR_TLS, keys)
+
+
+# --- password ------------------------------------------------------------------------------------
+
+
+@bp.post("/login/password")
+def password_login() -> Response:
+    context = begin_audit("login", "password")
+    check_origin()
+    run_housekeeping(clock.now())
+    body = json_body({"identifier": str, "password": str})
+    identifier, password = body["identifier"], body["password"]
+    if not 0 < len(identifier) <= MAX_IDENTIFIER_LENGTH:
+        raise BadRequest("identifier has the wrong length")
+    if not 0 < len(password) <= MAX_PASSWORD_LENGTH:
+        raise BadRequest("password has the wrong length")
+    now = clock.now()
+    guard = get_guard()
+    guard.check_address(address(), now)
+    accounts = get_accounts()
+    account = accounts.find_by_identifier(identifier)
+    if account is not None:
+        subject = account_key(account.id)
+        context.account_public_id = account.public_id
+    else:
+        typed = identifier.strip().lower()
+        subject = "identifier:" + accounts.cipher.lookup_hash("typed-identifier", typed)
+    keys = [address_key(address()), subject]
+    if account is not None and account.locked_until is not None and account.locked_until > now:
+        raise AccountLocked("account is locked", locked_until=account.locked_until)
+    guard.check_subject(subject, now)
+    if not accounts.passwords.verify(account.password_hash if account else None, password):
+        guard.record(keys, now, succeeded=False)
+        if account is not None:
+            until = guard.lock_until(subject, now, previous_lock=account.locked_until)
+            if until is not None:
+                accounts.lock(account.id, until=until, at=now)
+                raise AccountLocked("too many failed passwords", locked_until=until)
+        raise CredentialsInvalid("password does not match" if account else "no such account")
+    assert account is not None
+    if not account_is_usable(account):
+        raise AccountDisabled(f"account status {account.status}")
+    return _success(account, AMR_PASSWORD, keys)
+
+
+# --- session and logout -------------------------------------------------------------------------
+
+
+@bp.get("/session")
+def session_info() -> Response:
+    g.certgate_skip_audit = True
+    now = clock.now()
+    sessions = get_sessions()
+    record = sessions.current(request, at=now)
+    if record is None:
+        raise NotSignedIn("no live session")
+    account = get_accounts().get(record.account_id)
+    if account is None or not account_is_usable(account):
+        sessions.end(record, everywhere=False)
+        raise NotSignedIn("the account of this session can no longer sign in")
+    return jsonify(
+        {
+            "ok": True,
+            "account": get_accounts().view(account).to_api(),
+            "amr": list(record.amr),
+            "csrf_token": record.csrf_token,
+            "expires_at": record.expires_at.isoformat().replace("+00:00", "Z"),
+        }
+    )
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    context = begin_audit("logout")
+    check_origin()
+    now = clock.now()
+    sessions = get_sessions()
+    record = sessions.current(request, at=now)
+    if record is None:
+        g.certgate_skip_audit = True
+        raise NotSignedIn("no live session")
+    account = get_accounts().get(record.account_id)
+    context.account_public_id = account.public_id if account else None
+    if not sessions.csrf_ok(record, request):
+        raise BadRequest("missing or wrong CSRF token")
+    everywhere = False
+    if request.content_length:
+        everywhere = bool(json_body({}, optional={"everywhere": bool}).get("everywhere"))
+    ended = sessions.end(record, everywhere=everywhere)
+    context.notes.append(f"ended {ended} session(s)" + (" everywhere" if everywhere else ""))
+    write_audit("ok")
+    response = jsonify({"ok": True})
+    sessions.clear_cookie(response)
+    return response

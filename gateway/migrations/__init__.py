@@ -1,0 +1,1 @@
+"""Alembic migrations of the gateway database; they ship inside the package."""

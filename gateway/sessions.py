@@ -1,0 +1,116 @@
+"""Server-side sessions: an opaque cookie, a hashed row, idle and absolute timeouts, CSRF token.
+
+The cookie holds 32 random bytes; the store keeps only their SHA-256, so a copy of the table does
+not let anyone sign in. A login always makes a new session (rotation) and drops the one the
+browser had. ``amr`` (RFC 8176) records how the person signed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import Flask, Request, Response, current_app
+
+from gateway.stores import SessionRecord, SessionStore
+
+EXTENSION = "certgate.sessions"
+CSRF_HEADER = "X-CSRF-Token"
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
+
+
+@dataclass(frozen=True)
+class NewSession:
+    token: str
+    record: SessionRecord
+
+
+class SessionManager:
+    def __init__(
+        self, store: SessionStore, *, cookie_name: str, idle_timeout: int, absolute_timeout: int
+    ) -> None:
+        self.store = store
+        self.cookie_name = cookie_name
+        self.idle = timedelta(seconds=idle_timeout)
+        self.absolute = timedelta(seconds=absolute_timeout)
+
+    def start(
+        self, account_id: int, amr: tuple[str, ...], *, at: datetime, previous_token: str | None
+    ) -> NewSession:
+        if previous_token:
+            self.store.delete(token_hash(previous_token))
+        token = secrets.token_urlsafe(32)
+        record = SessionRecord(
+            id_hash=token_hash(token),
+            account_id=account_id,
+            amr=amr,
+            csrf_token=secrets.token_urlsafe(32),
+            created_at=at,
+            last_seen_at=at,
+            expires_at=at + self.absolute,
+        )
+        self.store.create(record)
+        return NewSession(token, record)
+
+    def current(self, request: Request, *, at: datetime) -> SessionRecord | None:
+        """The live session of this request (touching its idle timer), or None."""
+        token = request.cookies.get(self.cookie_name)
+        if not token or len(token) > 128:
+            return None
+        record = self.store.get(token_hash(token))
+        if record is None:
+            return None
+        if at >= record.expires_at or at >= record.last_seen_at + self.idle:
+            self.store.delete(record.id_hash)
+            return None
+        self.store.touch(record.id_hash, at=at)
+        return record
+
+    def end(self, record: SessionRecord, *, everywhere: bool) -> int:
+        if everywhere:
+            return self.store.delete_for_account(record.account_id)
+        self.store.delete(record.id_hash)
+        return 1
+
+    @staticmethod
+    def csrf_ok(record: SessionRecord, request: Request) -> bool:
+        sent = request.headers.get(CSRF_HEADER, "")
+        return bool(sent) and hmac.compare_digest(sent.encode(), record.csrf_token.encode())
+
+    def set_cookie(self, response: Response, token: str, *, max_age: int | None = None) -> None:
+        set_secure_cookie(
+            response, self.cookie_name, token, max_age=max_age or int(self.absolute.total_seconds())
+        )
+
+    def clear_cookie(self, response: Response) -> None:
+        response.delete_cookie(
+            self.cookie_name, path="/", secure=True, httponly=True, samesite="Lax"
+        )
+
+
+def set_secure_cookie(response: Response, name: str, value: str, *, max_age: int) -> None:
+    """Secure, HttpOnly, SameSite=Lax (browsers accept Secure cookies on http://localhost)."""
+    response.set_cookie(
+        name, value, max_age=max_age, path="/", secure=True, httponly=True, samesite="Lax"
+    )
+
+
+def init_app(app: Flask, store: SessionStore) -> SessionManager:
+    manager = SessionManager(
+        store,
+        cookie_name=app.config["SESSION_COOKIE"],
+        idle_timeout=app.config["SESSION_IDLE_TIMEOUT"],
+        absolute_timeout=app.config["SESSION_ABSOLUTE_TIMEOUT"],
+    )
+    app.extensions[EXTENSION] = manager
+    return manager
+
+
+def get_sessions(app: Flask | None = None) -> SessionManager:
+    return (app or current_app).extensions[EXTENSION]

@@ -1,0 +1,106 @@
+"""Verification of the login signature: one entry per DESIGN.md ``signature_algorithm``.
+
+The message is rebuilt here from the gateway's own configured public origin; the client never
+chooses the origin a signature is checked against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from certs.errors import BadRequest, SignatureInvalid
+
+LOGIN_MESSAGE_PREFIX = "certgate-login-v1"
+PSS_SALT_LENGTH = 32
+
+
+def login_message(origin: str, challenge_id: str, nonce: str) -> bytes:
+    return f"{LOGIN_MESSAGE_PREFIX}\n{origin}\n{challenge_id}\n{nonce}\n".encode()
+
+
+class SignatureAlgorithmUnsupported(BadRequest):
+    templates = {
+        "zh-CN": "暂不支持签名算法 {algorithm}，请使用 RSA、ECDSA 或 Ed25519 证书。",
+        "en": "The signature algorithm {algorithm} is not supported yet; use an RSA, ECDSA or "
+        "Ed25519 certificate.",
+    }
+
+
+def _rsa_pkcs1(key: object, signature: bytes, message: bytes) -> None:
+    assert isinstance(key, rsa.RSAPublicKey)
+    key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+
+
+def _rsa_pss(key: object, signature: bytes, message: bytes) -> None:
+    assert isinstance(key, rsa.RSAPublicKey)
+    key.verify(
+        signature,
+        message,
+        padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=PSS_SALT_LENGTH),
+        hashes.SHA256(),
+    )
+
+
+def _ecdsa(key: object, signature: bytes, message: bytes) -> None:
+    """DER first; a PKCS#11 token's raw r||s (exactly twice the field size) as a fallback."""
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    size = (key.curve.key_size + 7) // 8
+    candidates = [signature]
+    if len(signature) == 2 * size:
+        r = int.from_bytes(signature[:size], "big")
+        s = int.from_bytes(signature[size:], "big")
+        candidates.append(encode_dss_signature(r, s))
+    for candidate in candidates:
+        try:
+            key.verify(candidate, message, ec.ECDSA(hashes.SHA256()))
+            return
+        except InvalidSignature:
+            continue
+    raise InvalidSignature()
+
+
+def _ed25519(key: object, signature: bytes, message: bytes) -> None:
+    assert isinstance(key, ed25519.Ed25519PublicKey)
+    key.verify(signature, message)
+
+
+# algorithm -> (public key type it needs, verifier)
+VERIFIERS: Mapping[str, tuple[type, Callable[[object, bytes, bytes], None]]] = {
+    "rsa-pkcs1-sha256": (rsa.RSAPublicKey, _rsa_pkcs1),
+    "rsa-pss-sha256": (rsa.RSAPublicKey, _rsa_pss),
+    "ecdsa-sha256": (ec.EllipticCurvePublicKey, _ecdsa),
+    "ed25519": (ed25519.Ed25519PublicKey, _ed25519),
+}
+# Named by DESIGN.md but not verifiable yet (cryptography cannot use SM2 keys).
+NOT_YET_SUPPORTED = frozenset({"sm2-sm3"})
+ALGORITHMS = frozenset(VERIFIERS) | NOT_YET_SUPPORTED
+
+
+def verify_login_signature(
+    certificate: x509.Certificate, algorithm: str, signature: bytes, message: bytes
+) -> None:
+    """Raise ``SignatureInvalid`` unless ``signature`` over ``message`` verifies with the
+    certificate's public key under ``algorithm``."""
+    if algorithm in NOT_YET_SUPPORTED:
+        raise SignatureAlgorithmUnsupported(f"{algorithm} not supported", algorithm=algorithm)
+    if algorithm not in VERIFIERS:
+        raise BadRequest(f"unknown signature_algorithm {algorithm!r}")
+    key_type, verify = VERIFIERS[algorithm]
+    try:
+        key = certificate.public_key()
+    except (UnsupportedAlgorithm, ValueError):
+        raise SignatureAlgorithmUnsupported(
+            "certificate key type not supported", algorithm=algorithm
+        ) from None
+    if not isinstance(key, key_type):
+        raise SignatureInvalid(f"{algorithm} does not fit a {type(key).__name__}")
+    try:
+        verify(key, signature, message)
+    except (InvalidSignature, ValueError):
+        raise SignatureInvalid(f"{algorithm} signature does not verify") from None

@@ -1,0 +1,1 @@
+"""Persistent storage: SQLAlchemy models, the database extension and personal-data encryption."""
