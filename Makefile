@@ -11,8 +11,11 @@ STAMP := $(VENV)/.installed-stamp
 #   softhsm2, opensc      - the SoftHSM token that stands in for a USB key; pkcs11-tool
 #   openssl               - `openssl ocsp`, the test PKI's OCSP responder
 #   pcscd, libpcsclite-dev, swig - PC/SC reader events (pyscard builds from source)
-#   vsmartcard-vpcd       - a virtual smart-card reader for card-presence tests
-SYSTEM_PACKAGES := softhsm2 opensc openssl pcscd libpcsclite-dev swig vsmartcard-vpcd
+#   vsmartcard-vpcd, vsmartcard-vpicc, python3-pycryptodome - a virtual reader and card (vicc)
+#   nginx                 - the TLS-client-authentication reverse proxy in tests
+#   chromium, fonts-noto-cjk - the real browser for the web tests (driven by Playwright)
+SYSTEM_PACKAGES := softhsm2 opensc openssl pcscd libpcsclite-dev swig vsmartcard-vpcd \
+	vsmartcard-vpicc python3-pycryptodome nginx chromium fonts-noto-cjk
 
 .PHONY: demo test bench lint typecheck system venv clean
 
