@@ -21,6 +21,7 @@ import http.client
 import json
 import os
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -190,14 +191,15 @@ def render(rows: Sequence[Row], count: int) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Print the table; ``argv`` None means defaults (the bench runner calls ``main()``)."""
     parser = argparse.ArgumentParser(prog="bench.bench_agent", description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=300, help="signatures per cell")
     parser.add_argument("--key", dest="keys", action="append", choices=KEYS)
-    arguments = parser.parse_args(argv)
+    arguments = parser.parse_args([] if argv is None else list(argv))
     keys = arguments.keys or list(KEYS)
     print(render(run(arguments.count, keys), arguments.count), flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

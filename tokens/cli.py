@@ -1,8 +1,235 @@
-"""`certgate agent`: the local signing agent (arrives with the tokens issue)."""
+"""``certgate agent``: the local signing agent, token listing and a command-line login."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import NoReturn
 
 import click
+
+from certs.errors import DEFAULT_LANGUAGE, LANGUAGES
+from tokens.agent import DEFAULT_PORT, LOOPBACK_HOST, AgentConfig, AgentConfigError, SigningAgent
+from tokens.errors import TokenError
+from tokens.login_client import error_code, login
+from tokens.pkcs11 import TokenLibrary
+
+PIN_ENVIRONMENT_VARIABLE = "CERTGATE_PIN"
+
+module_option = click.option(
+    "--module",
+    "modules",
+    multiple=True,
+    metavar="PATH",
+    help="PKCS#11 module (repeatable; default: the platform's usual SoftHSM/OpenSC location).",
+)
+language_option = click.option(
+    "--lang",
+    "language",
+    type=click.Choice(LANGUAGES),
+    default=DEFAULT_LANGUAGE,
+    show_default=True,
+    help="Language of error messages.",
+)
+
+
+def _fail(error: TokenError, language: str) -> NoReturn:
+    click.echo(f"error: {error_code(error)}: {error.message(language)}", err=True)
+    sys.exit(1)
 
 
 @click.group()
 def agent() -> None:
-    """(Not available yet: the local signing agent arrives with the tokens issue.)"""
+    """The local signing agent for USB keys (PKCS#11) and a command-line login."""
+
+
+@agent.command()
+@module_option
+@click.option(
+    "--allow-origin",
+    "allow_origins",
+    multiple=True,
+    metavar="ORIGIN",
+    help="Web origin allowed to use the agent, e.g. https://login.example.com (repeatable).",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="TOML file with allow_origins = [...], modules = [...], port = N.",
+)
+@click.option("--host", default=LOOPBACK_HOST, show_default=True, help="Only 127.0.0.1.")
+@click.option("--port", type=int, default=None, help=f"TCP port (default {DEFAULT_PORT}; 0: any).")
+@click.option("--no-pcsc", is_flag=True, help="Do not watch PC/SC readers.")
+def serve(
+    modules: tuple[str, ...],
+    allow_origins: tuple[str, ...],
+    config_file: Path | None,
+    host: str,
+    port: int | None,
+    no_pcsc: bool,
+) -> None:
+    """Serve the signing agent on http://127.0.0.1:PORT until Ctrl-C."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        config = AgentConfig.build(
+            allow_origins=allow_origins,
+            modules=modules,
+            config_file=config_file,
+            host=host,
+            port=port,
+        )
+    except AgentConfigError as error:
+        raise click.UsageError(str(error)) from error
+    try:
+        library = TokenLibrary(config.modules or None)
+        signing_agent = SigningAgent(config, library, use_pcsc=not no_pcsc)
+        signing_agent.bind()
+    except TokenError as error:
+        _fail(error, DEFAULT_LANGUAGE)
+    except OSError as error:
+        raise click.ClickException(f"cannot listen on {host}:{config.port}: {error}") from error
+    click.echo(
+        f"certgate agent listening on {signing_agent.url} "
+        f"(modules: {', '.join(m.path for m in library.modules)}; "
+        f"origins: {', '.join(sorted(config.allowed_origins))})",
+        err=True,
+    )
+    signing_agent.serve_forever()
+
+
+@agent.command(name="tokens")
+@module_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@language_option
+def list_tokens(modules: tuple[str, ...], as_json: bool, language: str) -> None:
+    """List slots, tokens (with their PIN flags) and login certificates."""
+    try:
+        library = TokenLibrary(modules or None)
+        tokens = library.tokens()
+        slots = library.slots()
+        certificates = library.certificates()
+    except TokenError as error:
+        _fail(error, language)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "slots": [
+                        {
+                            "module": slot.module,
+                            "slot_id": slot.slot_id,
+                            "description": slot.description,
+                            "token_label": slot.token.label if slot.token else None,
+                        }
+                        for slot in slots
+                    ],
+                    "tokens": [token.describe() for token in tokens],
+                    "certificates": [entry.describe() for entry in certificates],
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return
+    for token in tokens:
+        flags = [
+            name
+            for name, on in (
+                ("pin-count-low", token.pin.count_low),
+                ("pin-final-try", token.pin.final_try),
+                ("pin-locked", token.pin.locked),
+            )
+            if on
+        ]
+        click.echo(
+            f"token {token.label!r} serial {token.serial} slot {token.slot_id}"
+            + (f" [{', '.join(flags)}]" if flags else "")
+        )
+        for entry in certificates:
+            if entry.token == token:
+                click.echo(
+                    f"  {entry.cert_id.hex()}  {entry.key_type}  "
+                    f"{entry.certificate.subject.rfc4514_string()}"
+                )
+
+
+def _read_pin(pin_file: Path | None) -> str:
+    if pin_file is not None:
+        return pin_file.read_text(encoding="utf-8").rstrip("\r\n")
+    from_environment = os.environ.get(PIN_ENVIRONMENT_VARIABLE)
+    if from_environment:
+        return from_environment
+    return str(click.prompt("PIN", hide_input=True, err=True))
+
+
+@agent.command(name="login")
+@click.argument("url")
+@click.option("--token", "token_label", metavar="LABEL", help="Token label.")
+@click.option("--cert-id", metavar="HEX", help="CKA_ID of the certificate (hex).")
+@click.option(
+    "--pin-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help=f"File holding the PIN (else ${PIN_ENVIRONMENT_VARIABLE}, else a prompt).",
+)
+@click.option("--origin", help="Origin to sign for when the gateway's public origin is not URL's.")
+@click.option(
+    "--signature-algorithm",
+    type=click.Choice(["rsa-pkcs1-sha256", "rsa-pss-sha256", "ecdsa-sha256", "ed25519"]),
+    help="Signature algorithm (default: the key type's first).",
+)
+@module_option
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@language_option
+def login_command(
+    url: str,
+    token_label: str | None,
+    cert_id: str | None,
+    pin_file: Path | None,
+    origin: str | None,
+    signature_algorithm: str | None,
+    modules: tuple[str, ...],
+    as_json: bool,
+    language: str,
+) -> None:
+    """Log in to the gateway at URL with a certificate on a token (challenge login)."""
+    try:
+        cert_id_bytes = bytes.fromhex(cert_id) if cert_id is not None else None
+    except ValueError:
+        raise click.BadParameter("not hex", param_hint="--cert-id") from None
+    try:
+        library = TokenLibrary(modules or None)
+        result = login(
+            url,
+            library,
+            _read_pin(pin_file),
+            token_label=token_label,
+            cert_id=cert_id_bytes,
+            origin=origin,
+            signature_algorithm=signature_algorithm,
+        )
+    except TokenError as error:
+        _fail(error, language)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": True,
+                    "account": result.account,
+                    "amr": result.amr,
+                    "session": result.session_cookies,
+                },
+                ensure_ascii=False,
+            )
+        )
+        return
+    account = result.account
+    details = ", ".join(
+        f"{key} {account[key]}" for key in ("kind", "id", "uscc") if account.get(key)
+    )
+    click.echo(f"account: {account.get('display_name', '?')} ({details})")
+    for name, value in result.session_cookies.items():
+        click.echo(f"session: {name}={value}")

@@ -1,0 +1,75 @@
+"""`certgate agent login` (the token package's script login) against the real gateway, served by
+waitress in this process, with a SoftHSM token whose certificate comes from the test PKI."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+from click.testing import CliRunner
+from flask import Flask
+
+from gateway.accounts import get_accounts
+from softhsm.pki import TestPki, random_id_card_number
+from tests.fixtures_softhsm import MakeSoftHsmToken
+from tests.gateway.conftest import pki_anchor_config
+from tokens.cli import agent
+from tokens.pkcs11 import SOFTHSM_MODULE
+
+
+@pytest.fixture
+def served(make_app: Callable[..., Flask], test_pki: TestPki) -> Iterator[tuple[Flask, str]]:
+    from waitress.server import create_server
+
+    holder: dict[str, Flask] = {}
+
+    def application(environ, start_response):  # type: ignore[no-untyped-def]
+        return holder["app"](environ, start_response)
+
+    server = create_server(application, host="127.0.0.1", port=0, threads=2)
+    url = f"http://127.0.0.1:{server.effective_port}"  # type: ignore[union-attr]
+    holder["app"] = make_app(PUBLIC_ORIGIN=url, TRUST_ANCHORS=[pki_anchor_config(test_pki)])
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield holder["app"], url
+    finally:
+        server.close()
+        thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("key", ["rsa2048", "p256"])
+def test_agent_login_signs_in(
+    served: tuple[Flask, str],
+    make_softhsm_token: MakeSoftHsmToken,
+    key: str,
+) -> None:
+    app, url = served
+    number = random_id_card_number()
+    credential = make_softhsm_token(
+        key=key, ca="p256" if key == "p256" else "rsa", id_number=number, name="张三"
+    )
+    get_accounts(app).create_person(
+        real_name="张三", id_card_number=number, at=app.extensions["certgate.clock"].now()
+    )
+    result = CliRunner().invoke(
+        agent,
+        [
+            "login",
+            url,
+            "--module",
+            SOFTHSM_MODULE,
+            "--token",
+            credential.token_label,
+            "--cert-id",
+            credential.cert_id.hex(),
+        ],
+        input=credential.pin + "\n",
+        env={"CERTGATE_PIN": None},
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    assert "张三" in result.stdout and "certgate_session=" in result.stdout
+    session = [r for r in app.extensions["certgate.audit"].records() if r.method == "token"]
+    assert [r.outcome for r in session] == ["ok"]

@@ -1,0 +1,592 @@
+"""The local signing agent (DESIGN.md "Signing agent API"): HTTP on 127.0.0.1 for the login page.
+
+Routes: ``GET /v1/certificates``, ``POST /v1/sign``, ``GET /v1/events`` (server-sent events). The
+agent trusts nothing a page puts in a body about who it is: the origin it signs for is the
+request's ``Origin`` header, which must be on the allow-list, and the only bytes it signs are the
+login message of ``tokens.login_message`` built from that header. Every route, preflights
+included, answers 403 ``origin_not_allowed`` when ``Origin`` is missing or not allow-listed.
+
+The PIN arrives in the ``POST /v1/sign`` body, is handed to ``C_Login`` and dropped with the
+request; request logs carry method, path and status only.
+
+Server: werkzeug's threaded WSGI server (a Flask dependency already). The agent has one user on one
+machine; a thread per connection keeps long-lived event streams from starving signing requests, as a
+fixed worker pool would.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import queue
+import socket
+import threading
+import tomllib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from certs.errors import DEFAULT_LANGUAGE
+from tokens.errors import (
+    OriginNotAllowed,
+    TokenBadRequest,
+    TokenError,
+    TokenFailure,
+)
+from tokens.login_message import login_message, normalise_origin
+from tokens.pcsc import CardChange, CardEvent, PcscWatcher
+from tokens.pkcs11 import TokenInfo, TokenLibrary
+
+log = logging.getLogger(__name__)
+
+LOOPBACK_HOST = "127.0.0.1"
+DEFAULT_PORT = 21790
+# A sign request is four short strings; anything bigger is not a sign request.
+MAX_BODY_BYTES = 4096
+MAX_PIN_LENGTH = 256
+# Seconds between PKCS#11 slot polls (SoftHSM has no C_WaitForSlotEvent) and between keep-alive
+# comments on an idle event stream.
+POLL_SECONDS = 0.5
+KEEPALIVE_SECONDS = 15.0
+PREFLIGHT_MAX_AGE = 600
+LISTEN_BACKLOG = 64
+
+# HTTP status per error code (DESIGN.md errors table, plus the agent's own codes).
+HTTP_STATUS: Mapping[str, int] = {
+    "bad_request": 400,
+    "pin_incorrect": 401,
+    "origin_not_allowed": 403,
+    "pin_locked": 403,
+    "certificate_not_found": 404,
+    "token_not_present": 404,
+    "unavailable": 503,
+}
+
+
+class AgentConfigError(ValueError):
+    """A bad option or configuration file entry, naming the file and field at fault."""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    allowed_origins: frozenset[str]
+    modules: tuple[str, ...] = ()
+    host: str = LOOPBACK_HOST
+    port: int = DEFAULT_PORT
+    poll_seconds: float = POLL_SECONDS
+    max_body_bytes: int = MAX_BODY_BYTES
+
+    def __post_init__(self) -> None:
+        check_loopback(self.host)
+        if not 0 <= self.port <= 65535:
+            raise AgentConfigError(f"port {self.port} out of range")
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        allow_origins: Iterable[str] = (),
+        modules: Iterable[str] = (),
+        config_file: Path | None = None,
+        host: str = LOOPBACK_HOST,
+        port: int | None = None,
+    ) -> AgentConfig:
+        """Command-line values merged with a TOML file (lists are added, ``port`` is overridden)."""
+        origins = list(allow_origins)
+        module_paths = list(modules)
+        file_port: int | None = None
+        if config_file is not None:
+            file_origins, file_modules, file_port = read_config_file(config_file)
+            origins += file_origins
+            module_paths += file_modules
+        normalised = set()
+        for origin in origins:
+            try:
+                normalised.add(normalise_origin(origin))
+            except OriginNotAllowed as error:
+                raise AgentConfigError(f"allow-origin {origin!r}: not a web origin") from error
+        if not normalised:
+            raise AgentConfigError(
+                "no allowed origin: give --allow-origin or allow_origins in the config file"
+            )
+        chosen_port = port if port is not None else file_port
+        return cls(
+            allowed_origins=frozenset(normalised),
+            modules=tuple(dict.fromkeys(module_paths)),
+            host=host,
+            port=DEFAULT_PORT if chosen_port is None else chosen_port,
+        )
+
+
+def read_config_file(path: Path) -> tuple[list[str], list[str], int | None]:
+    """``allow_origins = [...]``, ``modules = [...]``, ``port = N`` from a TOML file."""
+    try:
+        document = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise AgentConfigError(f"{path}: {error}") from error
+    known = {"allow_origins", "modules", "port"}
+    for key in document:
+        if key not in known:
+            raise AgentConfigError(f"{path}: unknown field {key!r} (expected {sorted(known)})")
+
+    def strings(key: str) -> list[str]:
+        value = document.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise AgentConfigError(f"{path}: {key} must be a list of strings")
+        return list(value)
+
+    port = document.get("port")
+    if port is not None and (not isinstance(port, int) or isinstance(port, bool)):
+        raise AgentConfigError(f"{path}: port must be an integer")
+    return strings("allow_origins"), strings("modules"), port
+
+
+def check_loopback(host: str) -> None:
+    """Refuse every bind address but 127.0.0.1: the agent must not be reachable from the network."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise AgentConfigError(f"bind address {host!r}: only {LOOPBACK_HOST} is allowed") from None
+    if address != ipaddress.ip_address(LOOPBACK_HOST):
+        raise AgentConfigError(f"bind address {host}: only {LOOPBACK_HOST} is allowed")
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AgentEvent:
+    name: str  # token_inserted | token_removed
+    data: Mapping[str, Any]
+
+    def sse(self, event_id: int) -> str:
+        payload = json.dumps(dict(self.data), ensure_ascii=False, separators=(",", ":"))
+        return f"id: {event_id}\nevent: {self.name}\ndata: {payload}\n\n"
+
+
+_CLOSED = object()
+
+
+class EventHub:
+    """Fans agent events out to every open ``/v1/events`` stream."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subscribers: set[queue.Queue[object]] = set()
+        self._counter = 0
+
+    def subscribe(self) -> queue.Queue[object]:
+        inbox: queue.Queue[object] = queue.Queue()
+        with self._lock:
+            self._subscribers.add(inbox)
+        return inbox
+
+    def unsubscribe(self, inbox: queue.Queue[object]) -> None:
+        with self._lock:
+            self._subscribers.discard(inbox)
+
+    def publish(self, event: AgentEvent) -> None:
+        log.info("event %s %s", event.name, dict(event.data))
+        with self._lock:
+            self._counter += 1
+            numbered = (self._counter, event)
+            for inbox in self._subscribers:
+                inbox.put(numbered)
+
+    def close(self) -> None:
+        with self._lock:
+            for inbox in self._subscribers:
+                inbox.put(_CLOSED)
+
+
+def _token_key(token: TokenInfo) -> tuple[str, int, str]:
+    return (token.module, token.slot_id, token.serial)
+
+
+def _token_event_data(token: TokenInfo) -> dict[str, Any]:
+    return {
+        "source": "pkcs11",
+        "token_label": token.label,
+        "serial": token.serial,
+        "slot_id": token.slot_id,
+    }
+
+
+class TokenWatcher:
+    """PKCS#11 slot polling plus PC/SC card events, published as token_inserted / token_removed.
+
+    A PC/SC change also triggers an immediate PKCS#11 poll, so a card pulled from a reader is seen
+    on both paths at once. Without a PC/SC daemon the watcher says so once and polls PKCS#11 alone.
+    """
+
+    def __init__(
+        self,
+        library: TokenLibrary,
+        hub: EventHub,
+        *,
+        poll_seconds: float = POLL_SECONDS,
+        use_pcsc: bool = True,
+    ) -> None:
+        self.library = library
+        self.hub = hub
+        self.poll_seconds = poll_seconds
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._known: dict[tuple[str, int, str], TokenInfo] = {}
+        self._known_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="certgate-slots", daemon=True)
+        self.pcsc: PcscWatcher | None = (
+            PcscWatcher(self._on_card, self._on_pcsc_unavailable) if use_pcsc else None
+        )
+
+    @property
+    def pcsc_available(self) -> bool:
+        return self.pcsc is not None and bool(self.pcsc.available)
+
+    def start(self) -> TokenWatcher:
+        self._known = {_token_key(token): token for token in self._scan() or []}
+        self._thread.start()
+        if self.pcsc is not None:
+            self.pcsc.start()
+            self.pcsc.wait_ready()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self.pcsc is not None:
+            self.pcsc.stop()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def tokens(self) -> list[TokenInfo]:
+        with self._known_lock:
+            return list(self._known.values())
+
+    def _on_pcsc_unavailable(self, reason: str) -> None:
+        log.warning(
+            "PC/SC unavailable (%s): reader events off, token events come from PKCS#11 slot "
+            "polling alone",
+            reason,
+        )
+
+    def _on_card(self, event: CardEvent) -> None:
+        name = "token_inserted" if event.change is CardChange.INSERTED else "token_removed"
+        self.hub.publish(
+            AgentEvent(name, {"source": "pcsc", "reader": event.reader, "atr": event.atr})
+        )
+        self._wake.set()
+
+    def _scan(self) -> list[TokenInfo] | None:
+        """Tokens present now, or None when the poll failed (then nothing is reported)."""
+        try:
+            return self.library.tokens()
+        except Exception as error:  # the poll thread must outlive any one failure
+            log.warning("PKCS#11 slot poll failed: %s: %s", type(error).__name__, error)
+            return None
+
+    def poll(self) -> None:
+        """One PKCS#11 slot poll: publish what appeared and what went away since the last one."""
+        scanned = self._scan()
+        if scanned is None:
+            return
+        current = {_token_key(token): token for token in scanned}
+        with self._known_lock:
+            removed = [token for key, token in self._known.items() if key not in current]
+            inserted = [token for key, token in current.items() if key not in self._known]
+            self._known = current
+        for token in removed:
+            self.hub.publish(AgentEvent("token_removed", _token_event_data(token)))
+        for token in inserted:
+            self.hub.publish(AgentEvent("token_inserted", _token_event_data(token)))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.poll_seconds)
+            self._wake.clear()
+            if not self._stop.is_set():
+                self.poll()
+
+
+# --- the HTTP face ----------------------------------------------------------------------------
+
+
+def _language() -> str:
+    best = request.accept_languages.best_match(["zh-CN", "zh", "en"], default=DEFAULT_LANGUAGE)
+    return "en" if best == "en" else DEFAULT_LANGUAGE
+
+
+def error_response(error: TokenError, language: str = DEFAULT_LANGUAGE) -> Response:
+    body: dict[str, Any] = {"ok": False, "error": error.code, "message": error.message(language)}
+    retries_left = getattr(error, "retries_left", None)
+    if retries_left is not None:
+        body["retries_left"] = retries_left
+    response = Response(
+        json.dumps(body, ensure_ascii=False), status=HTTP_STATUS.get(error.code, 400)
+    )
+    response.mimetype = "application/json"
+    return response
+
+
+def _json(payload: Any) -> Response:
+    response = Response(json.dumps(payload, ensure_ascii=False), status=200)
+    response.mimetype = "application/json"
+    return response
+
+
+def _loopback_host(host_header: str) -> bool:
+    """DNS-rebinding guard: the Host header must name the loopback interface."""
+    host = host_header.rsplit(":", 1)[0] if not host_header.endswith("]") else host_header
+    return host.lower() in {"127.0.0.1", "localhost"}
+
+
+def create_agent_app(
+    library: TokenLibrary,
+    config: AgentConfig,
+    hub: EventHub,
+    *,
+    status: Callable[[], Mapping[str, Any]] | None = None,
+) -> Flask:
+    """The agent's WSGI app. ``status`` feeds the first (``ready``) event of each event stream."""
+    app = Flask("certgate-agent")
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    allowed = config.allowed_origins
+
+    @app.before_request
+    def check_origin() -> Response | None:
+        g.origin = None
+        if not _loopback_host(request.host):
+            return error_response(OriginNotAllowed(f"Host {request.host!r}"), _language())
+        header = request.headers.get("Origin")
+        if header is None:
+            return error_response(OriginNotAllowed("no Origin header"), _language())
+        try:
+            origin = normalise_origin(header)
+        except OriginNotAllowed as error:
+            return error_response(error, _language())
+        if origin != header or origin not in allowed:
+            log.info("%s %s refused: origin %r", request.method, request.path, header)
+            return error_response(OriginNotAllowed(f"origin {header!r}"), _language())
+        g.origin = origin
+        if request.method == "OPTIONS":
+            return preflight()
+        return None
+
+    def preflight() -> Response:
+        response = Response(status=204)
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST"
+        response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+        response.headers["Access-Control-Max-Age"] = str(PREFLIGHT_MAX_AGE)
+        if request.headers.get("Access-Control-Request-Private-Network", "").lower() == "true":
+            response.headers["Access-Control-Allow-Private-Network"] = "true"
+        return response
+
+    @app.after_request
+    def cors(response: Response) -> Response:
+        origin = getattr(g, "origin", None)
+        if origin is not None:
+            response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Vary"] = "Origin"
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    @app.errorhandler(TokenError)
+    def token_error(error: TokenError) -> Response:
+        log.info("%s %s -> %s (%s)", request.method, request.path, error.code, error.detail)
+        return error_response(error, _language())
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        if isinstance(error, RequestEntityTooLarge):
+            response = error_response(
+                TokenBadRequest("body too large", reason="body too large"), _language()
+            )
+            response.status_code = 413
+            return response
+        response = error_response(
+            TokenBadRequest(error.name, reason=error.name.lower()), _language()
+        )
+        response.status_code = error.code or 400
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        log.error("unexpected %s on %s %s", type(error).__name__, request.method, request.path)
+        return error_response(TokenFailure(type(error).__name__), _language())
+
+    @app.get("/v1/certificates")
+    def certificates() -> Response:
+        return _json([entry.describe() for entry in library.certificates()])
+
+    @app.post("/v1/sign")
+    def sign() -> Response:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise TokenBadRequest("body is not a JSON object", reason="JSON object expected")
+        cert_id = _field(body, "cert_id")
+        try:
+            cert_id_bytes = bytes.fromhex(cert_id)
+        except ValueError:
+            raise TokenBadRequest("cert_id not hex", reason="cert_id") from None
+        if not cert_id_bytes:
+            raise TokenBadRequest("cert_id empty", reason="cert_id")
+        token_label = _optional_field(body, "token_label")
+        algorithm = _optional_field(body, "signature_algorithm")
+        # The origin comes from the checked header; a body's "origin" is ignored.
+        message = login_message(g.origin, body.get("challenge_id"), body.get("nonce"))
+        pin = body.pop("pin", None)
+        if not isinstance(pin, str) or not pin or len(pin) > MAX_PIN_LENGTH:
+            raise TokenBadRequest("pin missing or malformed", reason="pin")
+        try:
+            signed = library.sign_login(
+                cert_id_bytes,
+                pin,
+                message,
+                token_label=token_label,
+                signature_algorithm=algorithm,
+            )
+        finally:
+            del pin
+        return _json(signed.describe())
+
+    @app.get("/v1/events")
+    def events() -> Response:
+        inbox = hub.subscribe()
+        ready = dict(status() if status is not None else {})
+
+        def stream() -> Iterator[str]:
+            try:
+                yield "retry: 2000\n"
+                yield AgentEvent("ready", ready).sse(0)
+                while True:
+                    try:
+                        item = inbox.get(timeout=KEEPALIVE_SECONDS)
+                    except queue.Empty:
+                        yield ": keep-alive\n\n"
+                        continue
+                    if item is _CLOSED:
+                        return
+                    assert isinstance(item, tuple)
+                    event_id: int = item[0]
+                    event: AgentEvent = item[1]
+                    yield event.sse(event_id)
+            finally:
+                hub.unsubscribe(inbox)
+
+        response = Response(stream(), mimetype="text/event-stream")
+        response.headers["X-Accel-Buffering"] = "no"
+        return response
+
+    return app
+
+
+def _field(body: Mapping[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise TokenBadRequest(f"{name} missing", reason=name)
+    return value
+
+
+def _optional_field(body: Mapping[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise TokenBadRequest(f"{name} malformed", reason=name)
+    return value
+
+
+class _RequestHandler(WSGIRequestHandler):
+    """HTTP/1.1 (keep-alive, chunked event streams); request lines go to the agent's log."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        log.info("%s %s %s", self.command, getattr(self, "path", "?").split("?")[0], code)
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        getattr(log, type if type in ("info", "warning", "error") else "info")(message, *args)
+
+
+@dataclass
+class SigningAgent:
+    """Library, watcher and HTTP server together; ``start`` serves in a background thread."""
+
+    config: AgentConfig
+    library: TokenLibrary
+    use_pcsc: bool = True
+    hub: EventHub = field(default_factory=EventHub)
+
+    def __post_init__(self) -> None:
+        check_loopback(self.config.host)
+        self.watcher = TokenWatcher(
+            self.library, self.hub, poll_seconds=self.config.poll_seconds, use_pcsc=self.use_pcsc
+        )
+        self.app = create_agent_app(self.library, self.config, self.hub, status=self.status)
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "pcsc": self.watcher.pcsc_available,
+            "tokens": [token.label for token in self.watcher.tokens()],
+        }
+
+    def bind(self) -> BaseWSGIServer:
+        """Listen on the configured loopback port; ``OSError`` when it is taken."""
+        check_loopback(self.config.host)
+        # Bound here, not by werkzeug, whose own bind error path prints and calls sys.exit.
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            listener.bind((self.config.host, self.config.port))
+            listener.listen(LISTEN_BACKLOG)
+            self._server = make_server(
+                self.config.host,
+                self.config.port,
+                self.app,
+                threaded=True,
+                request_handler=_RequestHandler,
+                fd=listener.fileno(),
+            )
+        finally:
+            listener.close()  # the server holds its own duplicate of the socket
+        return self._server
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "not bound"
+        return f"http://{self.config.host}:{self._server.port}"
+
+    def start(self) -> SigningAgent:
+        self.watcher.start()
+        server = self.bind()
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Foreground serving (the CLI); returns after Ctrl-C."""
+        self.watcher.start()
+        server = self._server or self.bind()
+        try:
+            server.serve_forever()
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        self.hub.close()
+        if self._server is not None and self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+            self._server.server_close()
+        self._server = None
+        self.watcher.stop()
