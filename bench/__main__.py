@@ -5,12 +5,14 @@
 
 from __future__ import annotations
 
-from bench import bench_crl, bench_validation
+from bench import bench_agent, bench_crl, bench_login, bench_validation
 
 
 def main() -> None:
     bench_validation.main()
     bench_crl.main()
+    bench_login.main()
+    bench_agent.main()
 
 
 if __name__ == "__main__":

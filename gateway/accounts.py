@@ -12,18 +12,20 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, Executable, bindparam, select
 from sqlalchemy.orm import Session
 
+from certs.errors import AccountNotFound
 from certs.identifiers import (
     is_valid_id_card_number,
     is_valid_uscc,
     mask_identifier,
     normalize_identifier,
 )
-from certs.identity import normalize_serial
+from certs.identity import normalize_issuer_serial
 from certs.mapping import AccountKind, AccountRef, BindingKind, IdentityField
 from gateway.passwords import Passwords, password_problem
 from gateway.storage.database import Database
@@ -316,6 +318,20 @@ class AccountService:
             account.bindings  # noqa: B018 - load while the session is open
             return account
 
+    def find_for_login(self, public_id: str) -> Account:
+        """The account a certificate was mapped to, as a detached ``Account`` read with one
+        prebuilt Core statement.
+
+        A login needs only the account's state and ``account_summary``. An ORM query here also
+        loaded the bindings (``lazy="selectin"``, a second query) inside a unit of work, the
+        largest single cost of a certificate login (bench/bench_login.py). The object's
+        ``bindings`` are empty: do not use it to show or change bindings."""
+        with self.database.connection() as connection:
+            row = connection.execute(_ACCOUNT_BY_PUBLIC_ID, {"public_id": public_id}).one_or_none()
+        if row is None:
+            raise AccountNotFound("the mapped account no longer exists")
+        return Account(**row._mapping)
+
     def get(self, account_id: int) -> Account | None:
         with self.database.session() as session:
             return session.get(Account, account_id)
@@ -434,11 +450,14 @@ def _normalize_binding(kind: str, value: str) -> str:
             raise AccountInputError("binding: a SHA-256 thumbprint is 64 hexadecimal characters")
         return thumbprint
     if kind == BindingKind.ISSUER_SERIAL:
+        # Stored exactly as ``CertificateIdentity.issuer_serial`` spells it (lower-case hex serial,
+        # canonical issuer DN), which is what ``resolve_account`` looks up: an operator may type
+        # "00:AB:12@CN=Example CA, O=Example, C=CN" in any case and spacing.
         serial, sep, issuer = value.partition("@")
-        if not sep or not issuer:
+        if not sep or not issuer.strip():
             raise AccountInputError("binding: issuer_serial is '<serial hex>@<issuer DN>'")
         try:
-            return f"{normalize_serial(serial)}@{issuer}"
+            return normalize_issuer_serial(value)
         except ValueError as exc:
             raise AccountInputError(f"binding: {exc}") from None
     raise AccountInputError(f"binding kind: one of {', '.join(k.value for k in BindingKind)}")
@@ -450,35 +469,64 @@ class SqlAccountDirectory:
     def __init__(self, service: AccountService) -> None:
         self.service = service
 
-    def _refs(self, condition: ColumnElement[bool]) -> set[AccountRef]:
-        with self.service.database.session() as session:
-            rows = session.execute(select(Account.kind, Account.public_id).where(condition)).all()
+    def _refs(self, statement: Executable, parameters: dict[str, str]) -> set[AccountRef]:
+        # A Core connection, not an ORM session: this runs up to three times per certificate
+        # login and needs no unit of work (bench/bench_login.py).
+        with self.service.database.connection() as connection:
+            rows = connection.execute(statement, parameters).all()
         return {AccountRef(AccountKind(kind), public_id) for kind, public_id in rows}
 
     def accounts_bound_to(self, binding: BindingKind, value: str) -> set[AccountRef]:
-        return self._refs(
-            Account.bindings.any(
-                (CertificateBinding.kind == str(binding)) & (CertificateBinding.value == value)
-            )
-        )
+        return self._refs(_BOUND_ACCOUNTS, {"kind": str(binding), "value": value})
 
     def accounts_with(
         self, account_kind: AccountKind, identity_field: IdentityField, value: str
     ) -> set[AccountRef]:
-        condition = _FIELD_CONDITIONS.get(identity_field)
-        if condition is None:
+        lookup = _FIELD_LOOKUPS.get(identity_field)
+        if lookup is None:
             return set()  # no column holds this field (yet)
-        return self._refs((Account.kind == str(account_kind)) & condition(self.service, value))
+        _column, stored_form = lookup
+        return self._refs(
+            _FIELD_QUERIES[identity_field],
+            {"kind": str(account_kind), "value": stored_form(self.service, value)},
+        )
 
 
-# Identity field -> condition on the accounts table.
-_FIELD_CONDITIONS: Mapping[IdentityField, Callable[[AccountService, str], ColumnElement[bool]]] = {
-    IdentityField.UNIFIED_SOCIAL_CREDIT_CODE: lambda _s, v: Account.unified_social_credit_code == v,
-    IdentityField.ID_CARD_NUMBER: lambda s, v: (
-        Account.id_card_number_hash == s.cipher.lookup_hash("id_card_number", v)
+# Identity field -> (accounts column, the value as that column stores it).
+_FIELD_LOOKUPS: Mapping[IdentityField, tuple[Any, Callable[[AccountService, str], str]]] = {
+    IdentityField.UNIFIED_SOCIAL_CREDIT_CODE: (Account.unified_social_credit_code, lambda _s, v: v),
+    IdentityField.ID_CARD_NUMBER: (
+        Account.id_card_number_hash,
+        lambda s, v: s.cipher.lookup_hash("id_card_number", v),
     ),
-    IdentityField.EMAIL: lambda _s, v: Account.email == v.lower(),
+    IdentityField.EMAIL: (Account.email, lambda _s, v: v.lower()),
 }
+# Built once with bind parameters: a statement built per call costs more than running it.
+_ACCOUNT_BY_PUBLIC_ID = select(*Account.__table__.columns).where(
+    Account.public_id == bindparam("public_id")
+)
+_ACCOUNT_REF = select(Account.kind, Account.public_id)
+_BOUND_ACCOUNTS = (
+    _ACCOUNT_REF.join(CertificateBinding, CertificateBinding.account_id == Account.id)
+    .where(
+        CertificateBinding.kind == bindparam("kind"),
+        CertificateBinding.value == bindparam("value"),
+    )
+    .distinct()
+)
+_FIELD_QUERIES: Mapping[IdentityField, Executable] = {
+    field: _ACCOUNT_REF.where(Account.kind == bindparam("kind"), column == bindparam("value"))
+    for field, (column, _stored_form) in _FIELD_LOOKUPS.items()
+}
+
+
+def account_summary(account: Account) -> dict[str, str]:
+    """What the login API shows of an account: ``AccountView.to_api`` without opening sealed
+    personal data or loading bindings."""
+    data = {"id": account.public_id, "kind": account.kind, "display_name": account.display_name}
+    if account.unified_social_credit_code:
+        data["uscc"] = account.unified_social_credit_code
+    return data
 
 
 def account_is_usable(account: Account) -> bool:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flask import Flask, current_app
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 
 from gateway.storage.database import Database
 from gateway.storage.models import AuditHead, AuditRecord
@@ -28,6 +28,24 @@ from gateway.storage.models import AuditHead, AuditRecord
 EXTENSION = "certgate.audit"
 GENESIS_HASH = "0" * 64
 HEAD_ROW_ID = 1
+
+_SELECT_HEAD = (
+    select(AuditHead.last_id, AuditHead.last_hash)
+    .where(AuditHead.id == HEAD_ROW_ID)
+    .with_for_update()
+)
+_INSERT_RECORD = insert(AuditRecord)
+_SET_CHAIN_HASH = (
+    update(AuditRecord)
+    .where(AuditRecord.id == bindparam("record_id"))
+    .values(chain_hash=bindparam("chain_hash_"))
+)
+_INSERT_HEAD = insert(AuditHead)
+_UPDATE_HEAD = (
+    update(AuditHead)
+    .where(AuditHead.id == HEAD_ROW_ID)
+    .values(last_id=bindparam("last_id_"), last_hash=bindparam("last_hash_"))
+)
 
 
 @dataclass(frozen=True)
@@ -76,34 +94,37 @@ class AuditLog:
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
     def append(self, entry: AuditEntry) -> int:
-        with self._lock, self.database.session() as session:
-            head = session.scalars(
-                select(AuditHead).where(AuditHead.id == HEAD_ROW_ID).with_for_update()
-            ).one_or_none()
+        fields = {
+            "at": entry.at,
+            "event": entry.event,
+            "method": entry.method,
+            "outcome": entry.outcome,
+            "account_public_id": entry.account_public_id,
+            "certificate_thumbprint": entry.certificate_thumbprint,
+            "address": entry.address,
+            "detail": entry.detail,
+        }
+        # The unit of work first, then the lock: on SQLite the database's own turn-taking lock
+        # (gateway/storage/database.py) is always taken before this one, never after. Core
+        # statements built once: every login writes a record, and an ORM unit of work here cost
+        # more than the rest of the login's database work (bench/bench_login.py).
+        with self.database.connection() as connection, self._lock:
+            head = connection.execute(_SELECT_HEAD).one_or_none()
             previous_hash = head.last_hash if head else GENESIS_HASH
-            record = AuditRecord(
-                at=entry.at,
-                event=entry.event,
-                method=entry.method,
-                outcome=entry.outcome,
-                account_public_id=entry.account_public_id,
-                certificate_thumbprint=entry.certificate_thumbprint,
-                address=entry.address,
-                detail=entry.detail,
-                previous_hash=previous_hash,
-                chain_hash="",
+            inserted = connection.execute(
+                _INSERT_RECORD, {**fields, "previous_hash": previous_hash, "chain_hash": ""}
             )
-            session.add(record)
-            session.flush()  # assigns the id, which the hash covers
-            record.chain_hash = self._hash(previous_hash, record)
+            assert inserted.inserted_primary_key is not None
+            record_id = int(inserted.inserted_primary_key[0])
+            chain_hash = self._hash(previous_hash, AuditRecord(id=record_id, **fields))
+            connection.execute(_SET_CHAIN_HASH, {"record_id": record_id, "chain_hash_": chain_hash})
             if head is None:
-                session.add(
-                    AuditHead(id=HEAD_ROW_ID, last_id=record.id, last_hash=record.chain_hash)
+                connection.execute(
+                    _INSERT_HEAD, {"id": HEAD_ROW_ID, "last_id": record_id, "last_hash": chain_hash}
                 )
             else:
-                head.last_id = record.id
-                head.last_hash = record.chain_hash
-            return record.id
+                connection.execute(_UPDATE_HEAD, {"last_id_": record_id, "last_hash_": chain_hash})
+            return record_id
 
     def records(self, *, limit: int | None = None) -> list[AuditRecord]:
         with self.database.session() as session:

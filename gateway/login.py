@@ -18,7 +18,12 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from certs.errors import BadRequest, CertGateError
 from certs.mapping import resolve_account
 from gateway import clock
-from gateway.accounts import SqlAccountDirectory, account_is_usable, get_accounts
+from gateway.accounts import (
+    SqlAccountDirectory,
+    account_is_usable,
+    account_summary,
+    get_accounts,
+)
 from gateway.engine import check_signing_key_usage, get_engine
 from gateway.errors import (
     AccountDisabled,
@@ -110,12 +115,11 @@ def _success(account: Account, amr: tuple[str, ...], keys: list[str]) -> Respons
     started = sessions.start(
         account.id, amr, at=now, previous_token=request.cookies.get(sessions.cookie_name)
     )
-    view = get_accounts().view(account)
     write_audit("ok")
     response = jsonify(
         {
             "ok": True,
-            "account": view.to_api(),
+            "account": account_summary(account),
             "amr": list(amr),
             "csrf_token": started.record.csrf_token,
         }
@@ -143,7 +147,7 @@ def _certificate_login(
     match = resolve_account(chain, chain.anchor.mapping_rule, SqlAccountDirectory(get_accounts()))
     context.account_public_id = match.account.account_id
     context.notes.append(f"matched by {match.matched_by} under {match.trust_anchor!r}")
-    account = get_accounts().find(match.account.account_id)
+    account = get_accounts().find_for_login(match.account.account_id)
     keys.append(account_key(account.id))
     get_guard().check_subject(account_key(account.id), now)
     _check_account_state(account)

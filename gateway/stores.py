@@ -10,9 +10,9 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from gateway.storage.database import Database
 from gateway.storage.models import Challenge, LoginAttempt, LoginSession
@@ -76,8 +76,39 @@ class AttemptStore(Protocol):
     def purge(self, *, before: datetime) -> int: ...
 
 
-def _challenge_record(row: Challenge) -> ChallengeRecord:
+def _challenge_record(row: Any) -> ChallengeRecord:
     return ChallengeRecord(row.id, row.nonce, row.binding_hash, row.expires_at, row.used_at)
+
+
+# The statements below run on every login. They are built once, with bind parameters, and run on
+# Core connections (``Database.connection``) rather than ORM sessions: building a statement and
+# its cache key per call, and an ORM unit of work around it, cost three to five times the SQLite
+# statement itself (bench/bench_login.py).
+_INSERT_CHALLENGE = insert(Challenge)
+_SELECT_CHALLENGE = select(
+    Challenge.id, Challenge.nonce, Challenge.binding_hash, Challenge.expires_at, Challenge.used_at
+).where(Challenge.id == bindparam("challenge_id"))
+_USE_CHALLENGE = (
+    update(Challenge)
+    .where(Challenge.id == bindparam("challenge_id"), Challenge.used_at.is_(None))
+    .values(used_at=bindparam("at"))
+)
+_INSERT_SESSION = insert(LoginSession)
+_SELECT_SESSION = select(LoginSession.__table__).where(
+    LoginSession.id_hash == bindparam("session_hash")
+)
+_TOUCH_SESSION = (
+    update(LoginSession)
+    .where(LoginSession.id_hash == bindparam("session_hash"))
+    .values(last_seen_at=bindparam("at"))
+)
+_DELETE_SESSION = delete(LoginSession).where(LoginSession.id_hash == bindparam("session_hash"))
+_INSERT_ATTEMPT = insert(LoginAttempt)
+_COUNT_ATTEMPTS = (
+    select(func.count())
+    .select_from(LoginAttempt)
+    .where(LoginAttempt.key == bindparam("key"), LoginAttempt.at >= bindparam("since"))
+)
 
 
 class SqlChallengeStore:
@@ -85,36 +116,34 @@ class SqlChallengeStore:
         self.database = database
 
     def put(self, challenge: ChallengeRecord, *, created_at: datetime) -> None:
-        with self.database.session() as session:
-            session.add(
-                Challenge(
-                    id=challenge.id,
-                    nonce=challenge.nonce,
-                    binding_hash=challenge.binding_hash,
-                    created_at=created_at,
-                    expires_at=challenge.expires_at,
-                    used_at=None,
-                )
+        with self.database.connection() as connection:
+            connection.execute(
+                _INSERT_CHALLENGE,
+                {
+                    "id": challenge.id,
+                    "nonce": challenge.nonce,
+                    "binding_hash": challenge.binding_hash,
+                    "created_at": created_at,
+                    "expires_at": challenge.expires_at,
+                    "used_at": None,
+                },
             )
 
     def consume(
         self, challenge_id: str, *, binding_hash: str, at: datetime
     ) -> ChallengeRecord | None:
-        with self.database.session() as session:
-            row = session.get(Challenge, challenge_id)
+        with self.database.connection() as connection:
+            row = connection.execute(
+                _SELECT_CHALLENGE, {"challenge_id": challenge_id}
+            ).one_or_none()
             if row is None or not hmac.compare_digest(row.binding_hash, binding_hash):
                 return None
             before = _challenge_record(row)
             if row.used_at is not None:
                 return before
             # The conditional UPDATE is the single-use guarantee: one winner per challenge.
-            result = session.execute(
-                update(Challenge)
-                .where(Challenge.id == challenge_id, Challenge.used_at.is_(None))
-                .values(used_at=at)
-                .execution_options(synchronize_session=False)
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
+            result = connection.execute(_USE_CHALLENGE, {"challenge_id": challenge_id, "at": at})
+            if result.rowcount != 1:
                 return ChallengeRecord(
                     before.id, before.nonce, before.binding_hash, before.expires_at, at
                 )
@@ -126,7 +155,7 @@ class SqlChallengeStore:
             return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def _session_record(row: LoginSession) -> SessionRecord:
+def _session_record(row: Any) -> SessionRecord:
     return SessionRecord(
         row.id_hash,
         row.account_id,
@@ -143,33 +172,32 @@ class SqlSessionStore:
         self.database = database
 
     def create(self, record: SessionRecord) -> None:
-        with self.database.session() as session:
-            session.add(
-                LoginSession(
-                    id_hash=record.id_hash,
-                    account_id=record.account_id,
-                    amr=" ".join(record.amr),
-                    csrf_token=record.csrf_token,
-                    created_at=record.created_at,
-                    last_seen_at=record.last_seen_at,
-                    expires_at=record.expires_at,
-                )
+        with self.database.connection() as connection:
+            connection.execute(
+                _INSERT_SESSION,
+                {
+                    "id_hash": record.id_hash,
+                    "account_id": record.account_id,
+                    "amr": " ".join(record.amr),
+                    "csrf_token": record.csrf_token,
+                    "created_at": record.created_at,
+                    "last_seen_at": record.last_seen_at,
+                    "expires_at": record.expires_at,
+                },
             )
 
     def get(self, id_hash: str) -> SessionRecord | None:
-        with self.database.session() as session:
-            row = session.get(LoginSession, id_hash)
+        with self.database.connection() as connection:
+            row = connection.execute(_SELECT_SESSION, {"session_hash": id_hash}).one_or_none()
             return _session_record(row) if row else None
 
     def touch(self, id_hash: str, *, at: datetime) -> None:
-        with self.database.session() as session:
-            session.execute(
-                update(LoginSession).where(LoginSession.id_hash == id_hash).values(last_seen_at=at)
-            )
+        with self.database.connection() as connection:
+            connection.execute(_TOUCH_SESSION, {"session_hash": id_hash, "at": at})
 
     def delete(self, id_hash: str) -> None:
-        with self.database.session() as session:
-            session.execute(delete(LoginSession).where(LoginSession.id_hash == id_hash))
+        with self.database.connection() as connection:
+            connection.execute(_DELETE_SESSION, {"session_hash": id_hash})
 
     def delete_for_account(self, account_id: int) -> int:
         with self.database.session() as session:
@@ -189,19 +217,17 @@ class SqlAttemptStore:
         self.database = database
 
     def record(self, keys: list[str], *, at: datetime, succeeded: bool) -> None:
-        with self.database.session() as session:
-            session.add_all(LoginAttempt(key=key, at=at, succeeded=succeeded) for key in keys)
+        if not keys:
+            return
+        with self.database.connection() as connection:
+            connection.execute(
+                _INSERT_ATTEMPT, [{"key": key, "at": at, "succeeded": succeeded} for key in keys]
+            )
 
     def count(self, key: str, *, since: datetime) -> int:
-        with self.database.session() as session:
-            return int(
-                session.scalar(
-                    select(func.count())
-                    .select_from(LoginAttempt)
-                    .where(LoginAttempt.key == key, LoginAttempt.at >= since)
-                )
-                or 0
-            )
+        with self.database.connection() as connection:
+            found = connection.execute(_COUNT_ATTEMPTS, {"key": key, "since": since}).scalar()
+            return int(found or 0)
 
     def failures_since_success(self, key: str, *, since: datetime) -> int:
         with self.database.session() as session:

@@ -212,7 +212,10 @@ def _binding(
 
 _binding_options = [
     click.option("--thumbprint", help="SHA-256 thumbprint of the certificate (hex)."),
-    click.option("--issuer-serial", help="'<serial hex>@<canonical issuer DN>'."),
+    click.option(
+        "--issuer-serial",
+        help="'<serial hex>@<issuer DN>' (RFC 4514; case and spacing do not matter).",
+    ),
     click.option(
         "--certificate",
         type=click.Path(dir_okay=False),

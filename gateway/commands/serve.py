@@ -43,12 +43,15 @@ def serve(host: str, port: int, threads: int) -> None:
         err=True,
     )
     # No waitress trusted_proxy: the gateway reads X-Forwarded-For itself, and only from
-    # CERTGATE_TRUSTED_PROXIES (gateway/proxy.py).
+    # CERTGATE_TRUSTED_PROXIES (gateway/proxy.py). waitress 3 deletes X-Forwarded-* headers by
+    # default when it has no trusted_proxy, which would leave every client behind a proxy with
+    # the proxy's address (one shared rate limit, the proxy in the audit trail): keep them.
     waitress_serve(
         app,
         host=host,
         port=port,
         threads=threads,
         ident="certgate",
+        clear_untrusted_proxy_headers=False,
         max_request_body_size=app.config["MAX_CONTENT_LENGTH"] * 2,
     )

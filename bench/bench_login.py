@@ -1,0 +1,349 @@
+"""Full challenge logins per second against a real gateway, beside a bare request on it.
+
+``certgate serve`` (waitress, 8 threads) runs as a child process on a free loopback port with a
+SQLite database in a temporary folder, trusting a test PKI made for the run. 8 client threads in
+this process, each on its own keep-alive connection, repeat:
+
+- **bare**: ``GET /api/v1/session`` without a cookie (routing, origin and cookie checks, the JSON
+  error answer; no database write), the reference for what one request costs;
+- **login**: ``POST /api/v1/login/challenge`` then ``POST /api/v1/login/token`` with the
+  challenge signed by a software key over the bytes the signing agent signs
+  (``tokens.login_message.login_message``), with an RSA-2048 or a P-256 certificate from the test
+  PKI (one enterprise account and certificate per client). Chain validation, CRL check, mapping,
+  session, attempt counting and the audit record all run as in production.
+
+Goal: a login (two requests and the work behind them) costs no more than 4 bare requests, i.e.
+``bare requests/s ÷ logins/s ≤ 4``. Latencies are per bare request and per whole login (both
+requests, client signing included).
+
+The per-address, per-account and challenge limits are raised for the run
+(``ADDRESS_ATTEMPT_LIMIT``, ``ACCOUNT_ATTEMPT_LIMIT``, ``CHALLENGE_LIMIT`` in the bench's
+``certgate.toml``): every client shares 127.0.0.1 and would otherwise be ``rate_limited`` after
+30 logins a minute, which is the limit doing its job, not the cost being measured.
+
+Run: ``.venv/bin/python -m bench.bench_login [--logins N] [--bare N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+from softhsm.pki import CA_NAMES, IssuedCertificate, KeyKind, TestPki, random_uscc
+from tests.fixtures_pki import free_port, free_port_block
+from tokens.login_message import login_message
+
+CLIENTS = 8
+SERVER_THREADS = 8
+PHASE_TIME_LIMIT = 30.0  # seconds; a phase stops early rather than run on
+DATA_KEY = base64.b64encode(os.urandom(32)).decode()
+CERTGATE = str(Path(sys.executable).parent / "certgate")
+KEYS: tuple[tuple[KeyKind, str, str], ...] = (
+    ("rsa2048", "rsa", "RSA-2048"),
+    ("p256", "p256", "P-256"),
+)
+
+
+@dataclass
+class Phase:
+    name: str
+    operations: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def rate(self) -> float:
+        return self.operations / self.seconds if self.seconds else 0.0
+
+    def percentile(self, fraction: float) -> float:
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return 0.0
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+class Client:
+    """One keep-alive connection with its own pre-login cookie."""
+
+    def __init__(self, port: int, origin: str) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.origin = origin
+        self.prelogin = ""
+
+    def request(self, method: str, path: str, body: object | None = None) -> tuple[int, Any]:
+        headers = {"Origin": self.origin}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if self.prelogin:
+            headers["Cookie"] = f"certgate_prelogin={self.prelogin}"
+        self.connection.request(method, path, body=data, headers=headers)
+        response = self.connection.getresponse()
+        payload = response.read()
+        for cookie in response.headers.get_all("Set-Cookie") or []:
+            name, _, rest = cookie.partition("=")
+            if name == "certgate_prelogin":
+                self.prelogin = rest.split(";", 1)[0]
+        return response.status, json.loads(payload)
+
+    def bare(self) -> None:
+        status, body = self.request("GET", "/api/v1/session")
+        if status != 401 or body.get("error") != "credentials_invalid":
+            raise RuntimeError(f"bare request: {status} {body}")
+
+    def login(self, issued: IssuedCertificate) -> None:
+        status, challenge = self.request("POST", "/api/v1/login/challenge", {})
+        if status != 200:
+            raise RuntimeError(f"challenge: {status} {challenge}")
+        message = login_message(self.origin, challenge["challenge_id"], challenge["nonce"])
+        key = issued.private_key
+        if isinstance(key, rsa.RSAPrivateKey):
+            signature, algorithm = (
+                key.sign(message, padding.PKCS1v15(), hashes.SHA256()),
+                ("rsa-pkcs1-sha256"),
+            )
+        else:
+            assert isinstance(key, ec.EllipticCurvePrivateKey)
+            signature, algorithm = key.sign(message, ec.ECDSA(hashes.SHA256())), "ecdsa-sha256"
+        der = issued.certificate.public_bytes(serialization.Encoding.DER)
+        status, answer = self.request(
+            "POST",
+            "/api/v1/login/token",
+            {
+                "challenge_id": challenge["challenge_id"],
+                "certificate": base64.b64encode(der).decode(),
+                "signature": base64.b64encode(signature).decode(),
+                "signature_algorithm": algorithm,
+            },
+        )
+        if status != 200 or not answer.get("ok"):
+            raise RuntimeError(f"login: {status} {answer}")
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def run_phase(
+    name: str, clients: list[Client], operation: Callable[[int, Client], None], count: int
+) -> Phase:
+    """``count`` operations per client, all clients at once; stops at ``PHASE_TIME_LIMIT``."""
+    phase = Phase(name)
+    lock = threading.Lock()
+    start_gate = threading.Barrier(len(clients) + 1)
+    deadline = [0.0]
+
+    def worker(index: int, client: Client) -> None:
+        latencies: list[float] = []
+        start_gate.wait()
+        try:
+            for _ in range(count):
+                if time.perf_counter() > deadline[0]:
+                    break
+                started = time.perf_counter()
+                operation(index, client)
+                latencies.append(time.perf_counter() - started)
+        except Exception as exc:  # noqa: BLE001 - reported in the table, the run goes on
+            with lock:
+                phase.errors.append(str(exc)[:200])
+        with lock:
+            phase.latencies.extend(latencies)
+            phase.operations += len(latencies)
+
+    threads = [
+        threading.Thread(target=worker, args=(n, c), daemon=True) for n, c in enumerate(clients)
+    ]
+    for thread in threads:
+        thread.start()
+    began = time.perf_counter()
+    deadline[0] = began + PHASE_TIME_LIMIT
+    start_gate.wait()
+    for thread in threads:
+        thread.join()
+    phase.seconds = time.perf_counter() - began
+    return phase
+
+
+def _write_config(directory: Path, pki: TestPki, port: int) -> None:
+    anchors = [pki.ca_certificate_path(ca) for ca in ("root", "rsa", "p256")]
+    crls = ", ".join(f'"{pki.crl_path(ca)}"' for ca in ("rsa", "p256", "root"))
+    (directory / "certgate.toml").write_text(
+        f"""\
+public_origin = "http://127.0.0.1:{port}"
+database_url = "sqlite:///{directory / "certgate.sqlite3"}"
+# Raised for the benchmark: all clients share 127.0.0.1 (see bench/bench_login.py).
+address_attempt_limit = 1000000
+account_attempt_limit = 1000000
+challenge_limit = 1000000
+
+[[trust.anchors]]
+name = "CertGate Test Root"
+certificate = "{anchors[0]}"
+intermediates = ["{anchors[1]}", "{anchors[2]}"]
+revocation = "hard-fail"
+crl = [{crls}]
+""",
+        encoding="utf-8",
+    )
+
+
+def _environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERTGATE_")}
+    env["CERTGATE_DATA_KEY"] = DATA_KEY
+    return env
+
+
+def _create_accounts(directory: Path, certificates: list[tuple[str, IssuedCertificate]]) -> None:
+    from gateway import create_app
+    from gateway.accounts import get_accounts
+    from gateway.clock import EXTENSION as CLOCK
+
+    app = create_app(
+        {"CONFIG_FILE": str(directory / "certgate.toml"), "DATA_KEY": DATA_KEY}, operator=True
+    )
+    accounts = get_accounts(app)
+    for uscc, _issued in certificates:
+        accounts.create_enterprise(
+            unified_social_credit_code=uscc, name="基准测试有限公司", at=app.extensions[CLOCK].now()
+        )
+    app.extensions["certgate.database"].close()
+
+
+def _start_server(directory: Path, port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [CERTGATE, "serve", "--port", str(port), "--threads", str(SERVER_THREADS)],
+        cwd=directory,
+        env=_environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"certgate serve exited with {process.returncode}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            connection.request("GET", "/api/v1/session")
+            connection.getresponse().read()
+            connection.close()
+            return process
+        except OSError:
+            time.sleep(0.1)
+    process.terminate()
+    raise RuntimeError("certgate serve did not answer")
+
+
+def _logging_in(
+    certificates: list[tuple[str, IssuedCertificate]],
+) -> Callable[[int, Client], None]:
+    """Client n logs in with certificate n."""
+
+    def operation(index: int, client: Client) -> None:
+        client.login(certificates[index][1])
+
+    return operation
+
+
+@dataclass(frozen=True)
+class Result:
+    bare: Phase
+    logins: dict[str, Phase]
+
+
+def run(*, logins: int = 100, bare: int = 400) -> Result:
+    directory = Path(tempfile.mkdtemp(prefix="certgate-bench-login-"))
+    process = None
+    try:
+        pki = TestPki.create(
+            directory / "pki", crl_port=free_port(), ocsp_port=free_port_block(len(CA_NAMES))
+        )
+        certificates: dict[str, list[tuple[str, IssuedCertificate]]] = {}
+        for key, ca, label in KEYS:
+            certificates[label] = []
+            for _ in range(CLIENTS):
+                uscc = random_uscc()
+                issued = pki.issue("enterprise", "基准测试有限公司", uscc=uscc, key=key, ca=ca)
+                certificates[label].append((uscc, issued))
+        port = free_port()
+        _write_config(directory, pki, port)
+        _create_accounts(directory, [item for items in certificates.values() for item in items])
+        process = _start_server(directory, port)
+        origin = f"http://127.0.0.1:{port}"
+        clients = [Client(port, origin) for _ in range(CLIENTS)]
+        try:
+            # Warm-up: connections, the verifier's first call, SQLite pages.
+            for label in certificates:
+                run_phase("warm-up", clients, _logging_in(certificates[label]), 5)
+            run_phase("warm-up", clients, lambda _n, c: c.bare(), 20)
+            bare_phase = run_phase("bare", clients, lambda _n, c: c.bare(), bare)
+            login_phases = {
+                label: run_phase(label, clients, _logging_in(certificates[label]), logins)
+                for label in certificates
+            }
+        finally:
+            for client in clients:
+                client.close()
+        return Result(bare_phase, login_phases)
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=30)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def print_result(result: Result) -> None:
+    print(
+        f"\nGateway logins: {CLIENTS} concurrent clients, certgate serve (waitress, "
+        f"{SERVER_THREADS} threads), SQLite, loopback"
+    )
+    header = ("measurement", "count", "per second", "p50 ms", "p99 ms", "bare requests/login")
+    rows = []
+    bare = result.bare
+    for phase in (bare, *result.logins.values()):
+        is_bare = phase is bare
+        ratio = "" if is_bare or not phase.rate else f"{bare.rate / phase.rate:.2f} (goal ≤ 4)"
+        rows.append(
+            (
+                "bare GET /api/v1/session" if is_bare else f"login, {phase.name}",
+                f"{phase.operations:,}",
+                f"{phase.rate:,.1f}",
+                f"{phase.percentile(0.50) * 1000:.2f}",
+                f"{phase.percentile(0.99) * 1000:.2f}",
+                ratio,
+            )
+        )
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=True)]
+    for line in (header, tuple("-" * w for w in widths), *rows):
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)))
+    for phase in (bare, *result.logins.values()):
+        for error in sorted(set(phase.errors)):
+            print(f"  error in {phase.name}: {error}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--logins", type=int, default=100, help="logins per client per key type")
+    parser.add_argument("--bare", type=int, default=400, help="bare requests per client")
+    arguments = parser.parse_args(argv if argv is not None else [])
+    print_result(run(logins=arguments.logins, bare=arguments.bare))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
