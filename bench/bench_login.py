@@ -14,7 +14,9 @@ this process, each on its own keep-alive connection, repeat:
 
 Goal: a login (two requests and the work behind them) costs no more than 4 bare requests, i.e.
 ``bare requests/s ÷ logins/s ≤ 4``. Latencies are per bare request and per whole login (both
-requests, client signing included).
+requests, client signing included). The clients run on the same machine, so the table also shows
+the server process's own CPU time per operation (``/proc``) and the same ratio by that measure,
+which the clients' signing and other load on the machine do not move.
 
 The per-address, per-account and challenge limits are raised for the run
 (``ADDRESS_ATTEMPT_LIMIT``, ``ACCOUNT_ATTEMPT_LIMIT``, ``CHALLENGE_LIMIT`` in the bench's
@@ -67,10 +69,15 @@ class Phase:
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    server_cpu: float = 0.0  # seconds of CPU the server process used during the phase
 
     @property
     def rate(self) -> float:
         return self.operations / self.seconds if self.seconds else 0.0
+
+    @property
+    def server_cpu_per_operation(self) -> float:
+        return self.server_cpu / self.operations if self.operations else 0.0
 
     def percentile(self, fraction: float) -> float:
         ordered = sorted(self.latencies)
@@ -141,8 +148,29 @@ class Client:
         self.connection.close()
 
 
+def server_cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux ``/proc``; 0 elsewhere).
+
+    The clients share the machine with the server, so requests per second also measure the
+    clients (and anything else running). The server's own CPU per operation does not, and is
+    the steadier comparison of what a login costs the gateway against a bare request."""
+    if pid is None:
+        return 0.0
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()  # fields after the command name; [0] is field 3
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_phase(
-    name: str, clients: list[Client], operation: Callable[[int, Client], None], count: int
+    name: str,
+    clients: list[Client],
+    operation: Callable[[int, Client], None],
+    count: int,
+    *,
+    server_pid: int | None = None,
 ) -> Phase:
     """``count`` operations per client, all clients at once; stops at ``PHASE_TIME_LIMIT``."""
     phase = Phase(name)
@@ -172,12 +200,14 @@ def run_phase(
     ]
     for thread in threads:
         thread.start()
+    cpu_before = server_cpu_seconds(server_pid)
     began = time.perf_counter()
     deadline[0] = began + PHASE_TIME_LIMIT
     start_gate.wait()
     for thread in threads:
         thread.join()
     phase.seconds = time.perf_counter() - began
+    phase.server_cpu = server_cpu_seconds(server_pid) - cpu_before
     return phase
 
 
@@ -292,9 +322,12 @@ def run(*, logins: int = 100, bare: int = 400) -> Result:
             for label in certificates:
                 run_phase("warm-up", clients, _logging_in(certificates[label]), 5)
             run_phase("warm-up", clients, lambda _n, c: c.bare(), 20)
-            bare_phase = run_phase("bare", clients, lambda _n, c: c.bare(), bare)
+            pid = process.pid
+            bare_phase = run_phase("bare", clients, lambda _n, c: c.bare(), bare, server_pid=pid)
             login_phases = {
-                label: run_phase(label, clients, _logging_in(certificates[label]), logins)
+                label: run_phase(
+                    label, clients, _logging_in(certificates[label]), logins, server_pid=pid
+                )
                 for label in certificates
             }
         finally:
@@ -313,12 +346,25 @@ def print_result(result: Result) -> None:
         f"\nGateway logins: {CLIENTS} concurrent clients, certgate serve (waitress, "
         f"{SERVER_THREADS} threads), SQLite, loopback"
     )
-    header = ("measurement", "count", "per second", "p50 ms", "p99 ms", "bare requests/login")
+    header = (
+        "measurement",
+        "count",
+        "per second",
+        "p50 ms",
+        "p99 ms",
+        "bare requests/login",
+        "server CPU ms/op",
+        "by server CPU",
+    )
     rows = []
     bare = result.bare
     for phase in (bare, *result.logins.values()):
         is_bare = phase is bare
         ratio = "" if is_bare or not phase.rate else f"{bare.rate / phase.rate:.2f} (goal ≤ 4)"
+        bare_cpu = bare.server_cpu_per_operation
+        cpu_ratio = (
+            "" if is_bare or not bare_cpu else f"{phase.server_cpu_per_operation / bare_cpu:.2f}"
+        )
         rows.append(
             (
                 "bare GET /api/v1/session" if is_bare else f"login, {phase.name}",
@@ -327,6 +373,8 @@ def print_result(result: Result) -> None:
                 f"{phase.percentile(0.50) * 1000:.2f}",
                 f"{phase.percentile(0.99) * 1000:.2f}",
                 ratio,
+                f"{phase.server_cpu_per_operation * 1000:.2f}",
+                cpu_ratio,
             )
         )
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=True)]

@@ -44,12 +44,23 @@ def _data_key(app: Flask) -> bytes:
 def create_app(config: Mapping[str, Any] | None = None, *, operator: bool = False) -> Flask:
     """The gateway app. ``operator=True`` (the ``certgate`` operator commands) skips building
     the certificate engine, so a damaged trust anchor can still be listed and removed."""
-    from gateway import accounts, audit, clock, engine, housekeeping, http, limits, sessions, trust
+    from gateway import (
+        accounts,
+        audit,
+        certificates,
+        clock,
+        engine,
+        housekeeping,
+        http,
+        limits,
+        sessions,
+        trust,
+    )
     from gateway.login import CHALLENGE_STORE
     from gateway.login import bp as login_bp
     from gateway.storage import database as database_module
     from gateway.storage.personal_data import PersonalDataCipher
-    from gateway.stores import SqlAttemptStore, SqlChallengeStore, SqlSessionStore
+    from gateway.stores import SqlSessionStore, make_state_stores
 
     app = Flask(__name__)
     load_config(app, config)
@@ -59,18 +70,23 @@ def create_app(config: Mapping[str, Any] | None = None, *, operator: bool = Fals
     database = database_module.init_app(app)
     audit.init_app(app, database, cipher.audit_key)
     accounts.init_app(app, database, cipher)
+    certificates.init_app(app, database, cipher)
     trust_store = trust.init_app(app, database)
     if not operator:
         engine.init_app(app, trust.load_trust_configuration(app.config, trust_store))
-    # Short-lived state behind small store interfaces (gateway/stores.py): SQL here, so a
-    # shared store such as Redis can replace them for scale-out.
-    challenge_store = SqlChallengeStore(database)
+    # Short-lived state behind small store interfaces (gateway/stores.py): challenges and
+    # attempt counters in this process or in the database (``state_store``); sessions always in
+    # the database, so a restart signs nobody out. A shared store such as Redis can replace them
+    # for scale-out.
+    challenge_store, attempt_store = make_state_stores(app.config, database, operator=operator)
     session_store = SqlSessionStore(database)
-    attempt_store = SqlAttemptStore(database)
     app.extensions[CHALLENGE_STORE] = challenge_store
     sessions.init_app(app, session_store)
     limits.init_app(app, attempt_store)
     housekeeping.init_app(app, challenge_store, session_store, attempt_store)
     http.init_app(app)
     app.register_blueprint(login_bp)
+    from gateway import web  # the pages and the account API
+
+    web.init_app(app)
     return app

@@ -318,19 +318,37 @@ class AccountService:
             account.bindings  # noqa: B018 - load while the session is open
             return account
 
-    def find_for_login(self, public_id: str) -> Account:
-        """The account a certificate was mapped to, as a detached ``Account`` read with one
+    def find_for_login(
+        self, public_id: str, *, directory: SqlAccountDirectory | None = None
+    ) -> LoginAccount:
+        """The account a certificate was mapped to, as a ``LoginAccount`` read with one
         prebuilt Core statement.
 
         A login needs only the account's state and ``account_summary``. An ORM query here also
         loaded the bindings (``lazy="selectin"``, a second query) inside a unit of work, the
-        largest single cost of a certificate login (bench/bench_login.py). The object's
-        ``bindings`` are empty: do not use it to show or change bindings."""
-        with self.database.connection() as connection:
-            row = connection.execute(_ACCOUNT_BY_PUBLIC_ID, {"public_id": public_id}).one_or_none()
+        largest single cost of a certificate login (bench/bench_login.py); even building a
+        detached ``Account`` from the row (instrumented attributes, one event per column) cost
+        more than reading it.
+
+        ``directory``: the look-ups that mapped the certificate already read the account's row
+        (SqlAccountDirectory keeps it), so no statement at all is needed then."""
+        row = directory.rows.get(public_id) if directory is not None else None
+        if row is None:
+            with self.database.connection() as connection:
+                row = connection.execute(
+                    _ACCOUNT_BY_PUBLIC_ID, {"public_id": public_id}
+                ).one_or_none()
         if row is None:
             raise AccountNotFound("the mapped account no longer exists")
-        return Account(**row._mapping)
+        return LoginAccount(
+            id=row.id,
+            public_id=row.public_id,
+            kind=row.kind,
+            status=row.status,
+            display_name=row.display_name,
+            unified_social_credit_code=row.unified_social_credit_code,
+            locked_until=row.locked_until,
+        )
 
     def get(self, account_id: int) -> Account | None:
         with self.database.session() as session:
@@ -468,13 +486,20 @@ class SqlAccountDirectory:
 
     def __init__(self, service: AccountService) -> None:
         self.service = service
+        # Every account row the look-ups returned, by public id: the look-ups read whole rows
+        # so that the login's account read (find_for_login) is served from here rather than by
+        # one more statement, each of which lets go of the GIL and waits to get it back under
+        # load (bench/bench_login.py).
+        self.rows: dict[str, Any] = {}
 
     def _refs(self, statement: Executable, parameters: dict[str, str]) -> set[AccountRef]:
         # A Core connection, not an ORM session: this runs up to three times per certificate
         # login and needs no unit of work (bench/bench_login.py).
         with self.service.database.connection() as connection:
             rows = connection.execute(statement, parameters).all()
-        return {AccountRef(AccountKind(kind), public_id) for kind, public_id in rows}
+        for row in rows:
+            self.rows[row.public_id] = row
+        return {AccountRef(AccountKind(row.kind), row.public_id) for row in rows}
 
     def accounts_bound_to(self, binding: BindingKind, value: str) -> set[AccountRef]:
         return self._refs(_BOUND_ACCOUNTS, {"kind": str(binding), "value": value})
@@ -505,7 +530,8 @@ _FIELD_LOOKUPS: Mapping[IdentityField, tuple[Any, Callable[[AccountService, str]
 _ACCOUNT_BY_PUBLIC_ID = select(*Account.__table__.columns).where(
     Account.public_id == bindparam("public_id")
 )
-_ACCOUNT_REF = select(Account.kind, Account.public_id)
+# Whole rows (see SqlAccountDirectory.rows); callers read ``kind`` and ``public_id``.
+_ACCOUNT_REF = select(*Account.__table__.columns)
 _BOUND_ACCOUNTS = (
     _ACCOUNT_REF.join(CertificateBinding, CertificateBinding.account_id == Account.id)
     .where(
@@ -520,7 +546,21 @@ _FIELD_QUERIES: Mapping[IdentityField, Executable] = {
 }
 
 
-def account_summary(account: Account) -> dict[str, str]:
+@dataclass(frozen=True)
+class LoginAccount:
+    """What signing in needs of an account (its state and ``account_summary``), without the
+    ORM: see ``AccountService.find_for_login``."""
+
+    id: int
+    public_id: str
+    kind: str
+    status: str
+    display_name: str
+    unified_social_credit_code: str | None
+    locked_until: datetime | None
+
+
+def account_summary(account: Account | LoginAccount) -> dict[str, str]:
     """What the login API shows of an account: ``AccountView.to_api`` without opening sealed
     personal data or loading bindings."""
     data = {"id": account.public_id, "kind": account.kind, "display_name": account.display_name}
@@ -529,7 +569,7 @@ def account_summary(account: Account) -> dict[str, str]:
     return data
 
 
-def account_is_usable(account: Account) -> bool:
+def account_is_usable(account: Account | LoginAccount) -> bool:
     return account.status not in DISABLED_STATES
 
 

@@ -29,6 +29,10 @@ DEFAULTS: Mapping[str, Any] = {
     "TRUSTED_PROXIES": [],  # addresses or networks of reverse proxies
     "TLS_CLIENT_CERT_HEADER": "X-SSL-Client-Cert",  # nginx $ssl_client_escaped_cert
     "MIGRATE_ON_START": True,
+    # Where challenges and attempt counters live: "memory" (this process) or "database".
+    # None picks "memory" for an SQLite database (the embedded default: one process) and
+    # "database" otherwise (docs/configuration.md).
+    "STATE_STORE": None,
     "CHALLENGE_TTL": 120,
     "SESSION_COOKIE": "certgate_session",
     "PRELOGIN_COOKIE": "certgate_prelogin",
@@ -45,12 +49,17 @@ DEFAULTS: Mapping[str, Any] = {
     "PASSWORD_MEMORY_COST": 65536,  # argon2id KiB (RFC 9106 low-memory profile)
     "PASSWORD_TIME_COST": 3,
     "TRUST_ANCHORS": [],  # [[trust.anchors]] tables from certgate.toml
+    # The local signing agent the login page talks to (checked at start-up by gateway/web.py).
+    "AGENT_URL": "http://127.0.0.1:21790",
+    # The service agreement version people consent to (shown on the pages and recorded).
+    "AGREEMENT_VERSION": "2026-01",
     "CLOCK": None,  # tests inject a clock object
 }
 
 # certgate.toml spells keys in lower case; tables flatten with "_" ([session] idle_timeout ->
 # SESSION_IDLE_TIMEOUT) except [trust] anchors, which becomes TRUST_ANCHORS.
 MAX_CHALLENGE_TTL = 120
+STATE_STORES = ("memory", "database")
 
 
 class ConfigError(Exception):
@@ -235,6 +244,20 @@ def validate_config(config: dict[str, Any]) -> None:
 
     if not isinstance(config["DATABASE_URL"], str) or "://" not in config["DATABASE_URL"]:
         raise ConfigError(f"{_where(config, 'DATABASE_URL')}: must be an SQLAlchemy URL")
+    state_store = config["STATE_STORE"]
+    if state_store is None:
+        state_store = "memory" if config["DATABASE_URL"].startswith("sqlite") else "database"
+    if state_store == "redis":
+        raise ConfigError(
+            f'{_where(config, "STATE_STORE")}: "redis" is not available yet; '
+            'use "database" with several processes'
+        )
+    if state_store not in STATE_STORES:
+        raise ConfigError(
+            f"{_where(config, 'STATE_STORE')}: one of {', '.join(STATE_STORES)}, "
+            f"got {state_store!r}"
+        )
+    config["STATE_STORE"] = state_store
     if not isinstance(config["TLS_CLIENT_CERT_HEADER"], str):
         raise ConfigError(f"{_where(config, 'TLS_CLIENT_CERT_HEADER')}: must be a header name")
     clock = config["CLOCK"]

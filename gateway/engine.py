@@ -49,6 +49,9 @@ class CertificateEngine:
     ) -> None:
         self.anchors = tuple(anchors)
         self.intermediates = tuple(intermediates)
+        # Thumbprints of the configured intermediates, computed once: hashing each one again on
+        # every login showed up in the login profile (bench/bench_login.py).
+        self._intermediate_prints = tuple(c.fingerprint(_SHA256) for c in self.intermediates)
         self.crls: CrlStore | None = None
         self.validator: ChainValidator | None = None
         if self.anchors:
@@ -70,7 +73,11 @@ class CertificateEngine:
             raise Unavailable("no trust anchors are configured")
         offered = list(intermediates)
         known = {c.fingerprint(_SHA256) for c in offered}
-        offered += [c for c in self.intermediates if c.fingerprint(_SHA256) not in known]
+        offered += [
+            c
+            for c, thumbprint in zip(self.intermediates, self._intermediate_prints, strict=True)
+            if thumbprint not in known
+        ]
         return self.validator.validate(leaf, offered, at=at)
 
     def close(self) -> None:

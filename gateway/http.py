@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,9 +84,9 @@ def error_response(error: CertGateError) -> Response:
 
 
 def json_body(
-    schema: dict[str, type | tuple[type, ...]],
+    schema: Mapping[str, type | tuple[type, ...]],
     *,
-    optional: dict[str, type | tuple[type, ...]] | None = None,
+    optional: Mapping[str, type | tuple[type, ...]] | None = None,
 ) -> dict[str, Any]:
     """The request's JSON object, with the required fields of the given types; BadRequest else.
 

@@ -19,11 +19,13 @@ from certs.errors import BadRequest, CertGateError
 from certs.mapping import resolve_account
 from gateway import clock
 from gateway.accounts import (
+    LoginAccount,
     SqlAccountDirectory,
     account_is_usable,
     account_summary,
     get_accounts,
 )
+from gateway.certificates import get_certificates
 from gateway.engine import check_signing_key_usage, get_engine
 from gateway.errors import (
     AccountDisabled,
@@ -50,6 +52,7 @@ from gateway.passwords import MAX_PASSWORD_LENGTH
 from gateway.proxy import ProxyHeaderError, certificates_from_headers, is_trusted_proxy
 from gateway.sessions import get_sessions, set_secure_cookie
 from gateway.signatures import ALGORITHMS, login_message, verify_login_signature
+from gateway.storage.database import get_database
 from gateway.storage.models import Account
 from gateway.stores import ChallengeRecord, ChallengeStore
 
@@ -89,6 +92,11 @@ def _b64(value: str, field: str, limit: int) -> bytes:
         raise BadRequest(f"{field} is not base64") from None
 
 
+def _urlsafe(random: bytes) -> str:
+    """``secrets.token_urlsafe`` of bytes already drawn: unpadded base64url."""
+    return base64.urlsafe_b64encode(random).rstrip(b"=").decode("ascii")
+
+
 def _certificate(value: str, field: str) -> x509.Certificate:
     try:
         return x509.load_der_x509_certificate(_b64(value, field, MAX_CERTIFICATE_BYTES))
@@ -108,14 +116,19 @@ def _attempt(keys: list[str]) -> Iterator[list[str]]:
         raise
 
 
-def _success(account: Account, amr: tuple[str, ...], keys: list[str]) -> Response:
+def _success(account: Account | LoginAccount, amr: tuple[str, ...], keys: list[str]) -> Response:
     now = clock.now()
-    get_guard().record(keys, now, succeeded=True)
     sessions = get_sessions()
-    started = sessions.start(
-        account.id, amr, at=now, previous_token=request.cookies.get(sessions.cookie_name)
-    )
-    write_audit("ok")
+    # One transaction, one commit, for everything a login writes: the attempt record (when the
+    # attempts are in the database), the old session's deletion, the new session and the audit
+    # record. Separately they were up to four commits, each with its turn on SQLite's write lock
+    # (bench/bench_login.py). All or nothing: a session never exists without its audit record.
+    with get_database().connection():
+        get_guard().record(keys, now, succeeded=True)
+        started = sessions.start(
+            account.id, amr, at=now, previous_token=request.cookies.get(sessions.cookie_name)
+        )
+        write_audit("ok")
     response = jsonify(
         {
             "ok": True,
@@ -128,7 +141,7 @@ def _success(account: Account, amr: tuple[str, ...], keys: list[str]) -> Respons
     return response
 
 
-def _check_account_state(account: Account) -> None:
+def _check_account_state(account: Account | LoginAccount) -> None:
     now = clock.now()
     if account.locked_until is not None and account.locked_until > now:
         raise AccountLocked("account is locked", locked_until=account.locked_until)
@@ -138,19 +151,27 @@ def _check_account_state(account: Account) -> None:
 
 def _certificate_login(
     leaf: x509.Certificate, intermediates: list[x509.Certificate], keys: list[str]
-) -> Account:
+) -> LoginAccount:
     """Chain, revocation and mapping: the account this certificate signs in to."""
     now = clock.now()
     chain = get_engine().validate(leaf, intermediates, at=now)
     context = g.certgate_audit
     context.notes.extend(scrub_detail(warning) for warning in chain.warnings)
-    match = resolve_account(chain, chain.anchor.mapping_rule, SqlAccountDirectory(get_accounts()))
-    context.account_public_id = match.account.account_id
-    context.notes.append(f"matched by {match.matched_by} under {match.trust_anchor!r}")
-    account = get_accounts().find_for_login(match.account.account_id)
+    accounts = get_accounts()
+    # The binding and identity look-ups and the account read share one read connection, outside
+    # the writers' turn-taking lock (Database.reading): up to four connections before.
+    directory = SqlAccountDirectory(accounts)
+    with accounts.database.reading():
+        match = resolve_account(chain, chain.anchor.mapping_rule, directory)
+        context.account_public_id = match.account.account_id
+        context.notes.append(f"matched by {match.matched_by} under {match.trust_anchor!r}")
+        account = accounts.find_for_login(match.account.account_id, directory=directory)
     keys.append(account_key(account.id))
     get_guard().check_subject(account_key(account.id), now)
     _check_account_state(account)
+    # Subject, issuer and expiry for the account page: written once per certificate (a set
+    # lookup on later logins, so not a cost on the hot path).
+    get_certificates().record(leaf, at=now)
     return account
 
 
@@ -165,12 +186,16 @@ def challenge() -> Response:
     config = current_app.config
     prelogin = request.cookies.get(config["PRELOGIN_COOKIE"])
     fresh = not prelogin or len(prelogin) > 128
+    # The id, the nonce and (when new) the pre-login cookie from one read of the system CSPRNG:
+    # each read is a system call that lets go of the GIL, and under load getting it back costs
+    # more than the read (bench/bench_login.py). The values are as independent as three reads.
+    random = secrets.token_bytes(18 + 32 + 32)
     if fresh:
-        prelogin = secrets.token_urlsafe(32)
+        prelogin = _urlsafe(random[50:])
     assert prelogin is not None
     record = ChallengeRecord(
-        id=secrets.token_urlsafe(18),
-        nonce=secrets.token_urlsafe(32),
+        id=_urlsafe(random[:18]),
+        nonce=_urlsafe(random[18:50]),
         binding_hash=_binding_hash(prelogin),
         expires_at=now + timedelta(seconds=config["CHALLENGE_TTL"]),
         used_at=None,

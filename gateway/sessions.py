@@ -7,6 +7,7 @@ browser had. ``amr`` (RFC 8176) records how the person signed in.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -19,6 +20,10 @@ from gateway.stores import SessionRecord, SessionStore
 
 EXTENSION = "certgate.sessions"
 CSRF_HEADER = "X-CSRF-Token"
+
+
+def _urlsafe(random: bytes) -> str:
+    return base64.urlsafe_b64encode(random).rstrip(b"=").decode("ascii")
 
 
 def token_hash(token: str) -> str:
@@ -45,12 +50,15 @@ class SessionManager:
     ) -> NewSession:
         if previous_token:
             self.store.delete(token_hash(previous_token))
-        token = secrets.token_urlsafe(32)
+        # Cookie and CSRF token from one read of the system CSPRNG (a system call that lets go
+        # of the GIL; see gateway/login.py ``challenge``), each as secrets.token_urlsafe(32).
+        random = secrets.token_bytes(64)
+        token = _urlsafe(random[:32])
         record = SessionRecord(
             id_hash=token_hash(token),
             account_id=account_id,
             amr=amr,
-            csrf_token=secrets.token_urlsafe(32),
+            csrf_token=_urlsafe(random[32:]),
             created_at=at,
             last_seen_at=at,
             expires_at=at + self.absolute,

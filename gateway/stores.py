@@ -1,6 +1,8 @@
 """Small store interfaces for the short-lived state: challenges, sessions, login attempts.
 
-The SQL implementations below are the embedded default. Each interface is narrow and atomic in
+SQL implementations (``state_store = "database"``), and in-process ones for challenges and
+attempts (``state_store = "memory"``, the embedded default; sessions are always in SQL so a
+restart does not sign anyone out). Each interface is narrow and atomic in
 its own terms (``consume`` marks a challenge used exactly once), so a Redis implementation can
 replace them for scale-out without touching the routes.
 """
@@ -8,14 +10,21 @@ replace them for scale-out without touching the routes.
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
-from datetime import datetime
+import logging
+import threading
+from bisect import bisect_left, bisect_right, insort
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from gateway.storage.database import Database
 from gateway.storage.models import Challenge, LoginAttempt, LoginSession
+
+log = logging.getLogger("certgate.gateway")
 
 
 @dataclass(frozen=True)
@@ -256,3 +265,222 @@ class SqlAttemptStore:
         with self.database.session() as session:
             result = session.execute(delete(LoginAttempt).where(LoginAttempt.at < before))
             return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# --- in-process stores (embedded default: one process) -------------------------------------------
+#
+# With ``state_store = "memory"`` challenges and attempt counters live in this process's memory
+# instead of SQLite rows. A challenge login touched the database eight times for them (insert the
+# challenge, count and record the challenge limit, count the address and subject limits twice,
+# select and mark the challenge used, record the attempt), each a transaction with its commit:
+# about half the work of a login (bench/bench_login.py). The state is short-lived (120 s
+# challenges, minutes of attempt history); what must survive a restart stays in the database
+# (sessions, the audit trail, an account's ``locked_until``). Only correct when one process
+# answers every request: docs/configuration.md ``state_store``.
+
+DEFAULT_MAX_CHALLENGES = 100_000
+DEFAULT_MAX_ATTEMPT_KEYS = 100_000
+
+
+class MemoryChallengeStore:
+    """Challenges in a dict, bounded and expiring. ``consume`` is atomic under one lock, so
+    exactly one caller in this process sees ``used_at is None``; a challenge issued by another
+    process is simply unknown here (the login fails closed with ``challenge_unknown``)."""
+
+    def __init__(self, *, max_challenges: int = DEFAULT_MAX_CHALLENGES) -> None:
+        if max_challenges <= 0:
+            raise ValueError("max_challenges must be positive")
+        self.max_challenges = max_challenges
+        # Insertion-ordered: the first entries are the oldest challenges.
+        self._challenges: dict[str, ChallengeRecord] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._challenges)
+
+    def put(self, challenge: ChallengeRecord, *, created_at: datetime) -> None:
+        with self._lock:
+            challenges = self._challenges
+            # Full: drop from the oldest end, so a full store costs a new challenge O(1), not a
+            # scan. Every challenge gets the same lifetime, so the oldest are the expired ones;
+            # when even the oldest is live (the per-address challenge limit keeps one client from
+            # doing this), its login fails closed with challenge_unknown.
+            while len(challenges) >= self.max_challenges:
+                del challenges[next(iter(challenges))]
+            challenges[challenge.id] = challenge
+
+    def consume(
+        self, challenge_id: str, *, binding_hash: str, at: datetime
+    ) -> ChallengeRecord | None:
+        with self._lock:
+            found = self._challenges.get(challenge_id)
+            if found is None or not hmac.compare_digest(found.binding_hash, binding_hash):
+                return None
+            if found.used_at is None:
+                # Kept, marked used, until it expires: a replay answers ``challenge_used``.
+                self._challenges[challenge_id] = replace(found, used_at=at)
+            return found
+
+    def purge(self, *, before: datetime) -> int:
+        with self._lock:
+            return self._purge_locked(before)
+
+    def _purge_locked(self, before: datetime) -> int:
+        expired = [key for key, record in self._challenges.items() if record.expires_at < before]
+        for key in expired:
+            del self._challenges[key]
+        return len(expired)
+
+
+class _AttemptHistory:
+    """One key's attempt times, oldest first (seconds since the epoch)."""
+
+    __slots__ = ("failures", "successes")
+
+    def __init__(self) -> None:
+        self.failures: list[float] = []
+        self.successes: list[float] = []
+
+
+class MemoryAttemptStore:
+    """Attempt times per key in sorted lists, so a count is two bisections however busy the key.
+
+    Bounded twice: entries older than ``keep`` are dropped as new ones arrive (nothing older is
+    ever asked for: ``keep`` is the longest of the rate-limit and lockout windows), and at most
+    ``max_keys`` keys are held. When the keys are full of live history the least recently used
+    key is forgotten and a warning logged; an account's lockout, once reached, is on its row and
+    survives that (and a restart)."""
+
+    def __init__(
+        self,
+        *,
+        keep: timedelta,
+        max_keys: int = DEFAULT_MAX_ATTEMPT_KEYS,
+        max_per_key: int | None = None,
+    ) -> None:
+        if max_keys <= 0:
+            raise ValueError("max_keys must be positive")
+        self.keep = keep.total_seconds()
+        self.max_keys = max_keys
+        # No limit needs more than (largest limit) entries of one key to answer; the cap keeps a
+        # hammered key's list from growing with the request rate.
+        self.max_per_key = max_per_key
+        self._keys: OrderedDict[str, _AttemptHistory] = OrderedDict()
+        self._lock = threading.Lock()
+        self._warned_full = False
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._keys)
+
+    def record(self, keys: list[str], *, at: datetime, succeeded: bool) -> None:
+        moment = at.timestamp()
+        horizon = moment - self.keep
+        with self._lock:
+            for key in keys:
+                history = self._keys.get(key)
+                if history is None:
+                    self._make_room_locked(horizon)
+                    history = self._keys[key] = _AttemptHistory()
+                else:
+                    self._keys.move_to_end(key)
+                times = history.successes if succeeded else history.failures
+                # Requests take ``at`` before they get here, so threads may arrive slightly out
+                # of order: insert in place rather than append.
+                insort(times, moment)
+                _drop_before(times, horizon)
+                if self.max_per_key is not None and len(times) > self.max_per_key:
+                    del times[: len(times) - self.max_per_key]
+
+    def count(self, key: str, *, since: datetime) -> int:
+        start = since.timestamp()
+        with self._lock:
+            history = self._keys.get(key)
+            if history is None:
+                return 0
+            return _count_from(history.failures, start) + _count_from(history.successes, start)
+
+    def failures_since_success(self, key: str, *, since: datetime) -> int:
+        start = since.timestamp()
+        with self._lock:
+            history = self._keys.get(key)
+            if history is None:
+                return 0
+            successes, failures = history.successes, history.failures
+            if successes and successes[-1] >= start:
+                # Strictly after the last success, as the SQL store counts.
+                return len(failures) - bisect_right(failures, successes[-1])
+            return _count_from(failures, start)
+
+    def purge(self, *, before: datetime) -> int:
+        horizon = before.timestamp()
+        with self._lock:
+            return self._purge_locked(horizon)
+
+    def _purge_locked(self, horizon: float) -> int:
+        dropped = 0
+        for key in list(self._keys):
+            history = self._keys[key]
+            dropped += _drop_before(history.failures, horizon)
+            dropped += _drop_before(history.successes, horizon)
+            if not history.failures and not history.successes:
+                del self._keys[key]
+        return dropped
+
+    def _make_room_locked(self, horizon: float) -> None:
+        # Only the least recently used end is looked at, so a full store costs a new key O(1),
+        # not a scan of every key: keys whose newest attempt is past the horizon go first.
+        keys = self._keys
+        while len(keys) >= self.max_keys:
+            oldest_key = next(iter(keys))
+            history = keys[oldest_key]
+            newest = max(history.failures[-1:] + history.successes[-1:], default=0.0)
+            if newest < horizon:
+                del keys[oldest_key]
+                continue
+            if not self._warned_full:
+                self._warned_full = True
+                log.warning(
+                    "attempt store full (%d keys of live history): forgetting the least "
+                    "recently used keys",
+                    self.max_keys,
+                )
+            self._keys.popitem(last=False)
+
+
+def _drop_before(times: list[float], horizon: float) -> int:
+    cut = bisect_left(times, horizon)
+    if cut:
+        del times[:cut]
+    return cut
+
+
+def _count_from(times: list[float], start: float) -> int:
+    return len(times) - bisect_left(times, start)
+
+
+def make_state_stores(
+    config: Mapping[str, Any], database: Database, *, operator: bool = False
+) -> tuple[ChallengeStore, AttemptStore]:
+    """The challenge and attempt stores ``state_store`` names. Serving with "memory" claims the
+    SQLite file for this process (``Database.claim_single_process``); operator commands serve no
+    logins and claim nothing, so they run beside a server."""
+    if config["STATE_STORE"] == "database":
+        return SqlChallengeStore(database), SqlAttemptStore(database)
+    if not operator:
+        try:
+            database.claim_single_process()
+        except Exception:
+            database.close()  # start-up stops here; leave no connections behind
+            raise
+    keep = max(config["RATE_LIMIT_WINDOW"], config["LOCKOUT_WINDOW"])
+    largest_limit = max(
+        config["ADDRESS_ATTEMPT_LIMIT"],
+        config["ACCOUNT_ATTEMPT_LIMIT"],
+        config["CHALLENGE_LIMIT"],
+        config["LOCKOUT_THRESHOLD"],
+    )
+    return MemoryChallengeStore(), MemoryAttemptStore(
+        keep=timedelta(seconds=keep), max_per_key=largest_limit
+    )

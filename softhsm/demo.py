@@ -1,22 +1,35 @@
-"""`make demo`: a test PKI, a SoftHSM demo token, and the running revocation services.
+"""`make demo`: the whole login stack on this machine.
+
+A test PKI with its CRL and OCSP servers, a SoftHSM demo token (one enterprise and one person
+certificate) standing in for a USB key, demo accounts bound to those certificates, the gateway
+(`certgate serve`) and the local signing agent (`certgate agent serve`), each in a child process.
+It prints the URL, the token PIN and a demo password, and runs until Ctrl-C or SIGTERM, when it
+stops every child and waits for it.
 
 The first run creates everything under ``.demo/`` in the working directory; later runs reuse it
-(delete ``.demo/`` to start over). Runs in the foreground until Ctrl-C or SIGTERM.
+(delete ``.demo/`` to start over). Logs of the children go to ``.demo/logs/``.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from softhsm.kit import SOFTHSM_MODULE, SoftHsmKit
-from softhsm.pki import TestPki
+from softhsm.pki import CA_NAMES, TestPki
 
 DEMO_DIR = Path(".demo")
 TOKEN_LABEL = "CertGate Demo"
@@ -24,6 +37,17 @@ TOKEN_PIN = "123456"
 TOKEN_SO_PIN = "12345678"
 PREFERRED_CRL_PORT = 18701
 PREFERRED_OCSP_PORT = 18702  # the test PKI uses this and the next two ports (one responder per CA)
+PREFERRED_GATEWAY_PORT = 8080
+PREFERRED_AGENT_PORT = 21790  # tokens.agent.DEFAULT_PORT
+# FOR THE DEMO ONLY: printed at start; the demo database keeps only its argon2id hash.
+DEMO_PASSWORD = "certgate-demo-2026"
+ENTERPRISE_LOGIN_NAME = "demo"
+PERSON_LOGIN_NAME = "zhangsan"
+PERSON_PHONE = "13800138000"
+LEGAL_REPRESENTATIVE = "李四"
+START_SECONDS = 60
+STOP_SECONDS = 10
+_SETPRIV = shutil.which("setpriv")
 
 
 @dataclass(frozen=True)
@@ -99,54 +123,276 @@ def prepare(demo_dir: Path) -> tuple[TestPki, SoftHsmKit, list[tuple[DemoIdentit
     return pki, kit, certificates
 
 
-def _wait_for_stop() -> None:
+def _free_port(preferred: int) -> int:
+    if _ports_free(preferred):
+        return preferred
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _certgate_command() -> list[str]:
+    """The ``certgate`` command of this interpreter's environment."""
+    script = Path(sys.executable).with_name("certgate")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from gateway.cli import main; sys.exit(main())"]
+
+
+def write_gateway_config(demo_dir: Path, pki: TestPki, origin: str) -> Path:
+    """``certgate.toml`` for the demo gateway: its origin, database, data key, and the test PKI's
+    root as trust anchor with its intermediates and CRLs (fetched from the PKI's CRL server)."""
+    gateway_dir = demo_dir / "gateway"
+    gateway_dir.mkdir(exist_ok=True)
+    key_file = gateway_dir / "data-key"
+    if not key_file.exists():
+        key_file.write_text(base64.b64encode(os.urandom(32)).decode() + "\n", encoding="ascii")
+    settings = {
+        "public_origin": origin,
+        "database_url": f"sqlite:///{gateway_dir / 'certgate.sqlite3'}",
+        "data_key": key_file.read_text(encoding="ascii").strip(),
+    }
+    lines = [f"{name} = {json.dumps(value)}" for name, value in settings.items()]
+    lines += [
+        "",
+        "[[trust.anchors]]",
+        f"name = {json.dumps('CertGate Demo Test Root')}",
+        f"certificate = {json.dumps(str(pki.ca_certificate_path('root')))}",
+        "intermediates = "
+        + json.dumps([str(pki.ca_certificate_path(ca)) for ca in CA_NAMES if ca != "root"]),
+        'revocation = "hard-fail"',
+        "crl = " + json.dumps([pki.crl_url(ca) for ca in CA_NAMES]),
+    ]
+    config = gateway_dir / "certgate.toml"
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return config
+
+
+def _run_certgate(
+    arguments: Sequence[str], environment: Mapping[str, str], stdin: str = ""
+) -> None:
+    result = subprocess.run(
+        [*_certgate_command(), *arguments],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **environment},
+        check=False,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"Error: certgate {' '.join(arguments[:3])}: {result.stderr.strip()}")
+
+
+def create_demo_accounts(
+    demo_dir: Path,
+    certificates: Sequence[tuple[DemoIdentity, str, Path]],
+    environment: Mapping[str, str],
+) -> None:
+    """The enterprise and the person of the demo token, with passwords, bound to their
+    certificates, through the `certgate account` commands (once: ``gateway/accounts-ready``)."""
+    ready = demo_dir / "gateway" / "accounts-ready"
+    if ready.exists():
+        return
+    for identity, _, cert_path in certificates:
+        if identity.kind == "enterprise":
+            assert identity.uscc is not None
+            reference = identity.uscc
+            create = ["account", "create", "enterprise", identity.uscc, "--name", identity.name]
+            create += ["--legal-representative", LEGAL_REPRESENTATIVE]
+            create += ["--login-name", ENTERPRISE_LOGIN_NAME]
+        else:
+            assert identity.id_number is not None
+            reference = identity.id_number
+            create = ["account", "create", "person", identity.id_number, "--real-name"]
+            create += [identity.name, "--phone", PERSON_PHONE, "--login-name", PERSON_LOGIN_NAME]
+        _run_certgate([*create, "--password-stdin"], environment, stdin=DEMO_PASSWORD + "\n")
+        bind = ["account", "bind", reference, "--certificate", str(cert_path)]
+        _run_certgate([*bind, "--label", TOKEN_LABEL], environment)
+    ready.write_text("ready\n", encoding="utf-8")
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+def start_child(
+    name: str, arguments: Sequence[str], environment: Mapping[str, str], cwd: Path, logs: Path
+) -> Child:
+    """A ``certgate`` child process, output to ``logs/<name>.log``. Started through
+    ``setpriv --pdeathsig TERM`` when available, so it stops even if the demo is killed."""
+    logs.mkdir(exist_ok=True)
+    log = logs / f"{name}.log"
+    die_with_parent = [_SETPRIV, "--pdeathsig", "TERM"] if _SETPRIV else []
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            [*die_with_parent, *_certgate_command(), *arguments],
+            cwd=cwd,
+            env={**os.environ, **environment},
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches the demo, which stops the children in order
+        )
+    return Child(name, process, log)
+
+
+def stop_children(children: Sequence[Child]) -> None:
+    for child in reversed(children):
+        if child.process.poll() is None:
+            child.process.terminate()
+    for child in reversed(children):
+        try:
+            child.process.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            child.process.kill()
+            child.process.wait()
+
+
+def _last_lines(path: Path, count: int = 5) -> str:
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join("    " + line for line in lines[-count:])
+
+
+def wait_until_answering(
+    child: Child, url: str, headers: Mapping[str, str], stopped: threading.Event
+) -> None:
+    """Poll ``url`` until it answers 200; SystemExit naming the child if it exits first."""
+    request = urllib.request.Request(url, headers=dict(headers))
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline and not stopped.is_set():
+        if child.process.poll() is not None:
+            raise SystemExit(
+                f"Error: the {child.name} exited with status {child.process.returncode}; "
+                f"the end of {child.log}:\n{_last_lines(child.log)}"
+            )
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        stopped.wait(0.2)
+    if not stopped.is_set():
+        raise SystemExit(f"Error: the {child.name} did not answer {url} within {START_SECONDS} s")
+
+
+def _stop_event() -> threading.Event:
     stopped = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopped.set())
-    stopped.wait()
+    return stopped
+
+
+def _watch(children: Sequence[Child], stopped: threading.Event) -> Child | None:
+    """Wait for Ctrl-C/SIGTERM; the child that exited on its own, if that came first."""
+    while not stopped.wait(0.5):
+        for child in children:
+            if child.process.poll() is not None:
+                return child
+    return None
 
 
 def main() -> int:
     demo_dir = DEMO_DIR.resolve()
+    stopped = _stop_event()
     print(f"Preparing the CertGate demo in {demo_dir} ...", flush=True)
     pki, kit, certificates = prepare(demo_dir)
+    for ca in CA_NAMES:
+        pki.publish_crl(ca)  # fresh CRLs for this run (a CRL is valid for a few days)
     conf = kit.environ()["SOFTHSM2_CONF"]
-    pki_dir = demo_dir / "pki"
-    enterprise_cert = next(path for who, _, path in certificates if who.kind == "enterprise")
+    gateway_port = _free_port(PREFERRED_GATEWAY_PORT)
+    agent_port = _free_port(PREFERRED_AGENT_PORT)
+    origin = f"http://127.0.0.1:{gateway_port}"
+    agent_url = f"http://127.0.0.1:{agent_port}"
+    config = write_gateway_config(demo_dir, pki, origin)
+    gateway_environment = {"CERTGATE_CONFIG_FILE": str(config), "CERTGATE_AGENT_URL": agent_url}
+    create_demo_accounts(demo_dir, certificates, gateway_environment)
+    logs = demo_dir / "logs"
+    children: list[Child] = []
     with pki.serve():
-        print(f"""
-CertGate demo: test PKI and SoftHSM demo token are ready; CRL and OCSP servers are running.
-
-  Test PKI     {pki_dir}  (test keys, unencrypted: never trust this root in production)
-  CRL          {pki.crl_url("rsa")}
-  OCSP         {pki.ocsp_url("rsa")}
-  Demo token   label "{TOKEN_LABEL}", user PIN {TOKEN_PIN}, SO PIN {TOKEN_SO_PIN}
-               SOFTHSM2_CONF={conf}
-""")
-        for identity, cert_id_hex, cert_path in certificates:
-            holder = identity.uscc or identity.id_number
-            print(
-                f"  {identity.kind:<10}   {identity.name} ({holder}), {identity.key}, "
-                f"CKA_ID {cert_id_hex}\n               {cert_path}"
+        try:
+            gateway = ["serve", "--host", "127.0.0.1", "--port", str(gateway_port)]
+            children.append(
+                start_child("gateway", gateway, gateway_environment, config.parent, logs)
             )
-        print(
-            f"""
-Try these in another shell, from this folder:
-
-  export SOFTHSM2_CONF={conf}
-  pkcs11-tool --module {SOFTHSM_MODULE} --list-objects --login --pin {TOKEN_PIN}
-  .venv/bin/certgate softhsm list --dir {demo_dir / "softhsm"} --pin {TOKEN_PIN}
-  .venv/bin/certgate cert verify {enterprise_cert} \\
-      --trust {pki_dir}/root/ca.pem --chain {pki_dir}/rsa/ca.pem --json
-  .venv/bin/certgate pki issue {pki_dir} --kind person --name 李四 --id-number 360426199101010071
-
-The login gateway, signing agent and web pages are not part of this demo yet.
-Press Ctrl-C to stop.""",
-            flush=True,
-        )
-        _wait_for_stop()
+            agent = ["agent", "serve", "--module", SOFTHSM_MODULE, "--allow-origin", origin]
+            agent += ["--port", str(agent_port)]
+            children.append(start_child("agent", agent, {"SOFTHSM2_CONF": conf}, demo_dir, logs))
+            wait_until_answering(children[0], f"{origin}/login", {}, stopped)
+            wait_until_answering(
+                children[1], f"{agent_url}/v1/certificates", {"Origin": origin}, stopped
+            )
+            if not stopped.is_set():
+                _print_ready(demo_dir, pki, certificates, conf, origin, agent_url, logs)
+            exited = _watch(children, stopped)
+            if exited is not None:
+                print(
+                    f"\nThe {exited.name} stopped (status {exited.process.returncode}); "
+                    f"the end of {exited.log}:\n{_last_lines(exited.log)}",
+                    file=sys.stderr,
+                )
+        finally:
+            stop_children(children)
     print("Demo stopped.")
     return 0
+
+
+def _print_ready(
+    demo_dir: Path,
+    pki: TestPki,
+    certificates: Sequence[tuple[DemoIdentity, str, Path]],
+    conf: str,
+    origin: str,
+    agent_url: str,
+    logs: Path,
+) -> None:
+    enterprise = next(who for who, _, _ in certificates if who.kind == "enterprise")
+    person = next(who for who, _, _ in certificates if who.kind == "person")
+    print(f"""
+CertGate demo is running.
+
+  Open         {origin}/login   (Chinese; "English" at the top right)
+
+  USB key      SoftHSM token "{TOKEN_LABEL}", PIN {TOKEN_PIN} (SO PIN {TOKEN_SO_PIN}):
+               pick the enterprise or the person certificate, type the PIN, tick the agreement
+  Password     {DEMO_PASSWORD}   for the enterprise {enterprise.name}: login name
+               "{ENTERPRISE_LOGIN_NAME}" or credit code {enterprise.uscc}; for the person
+               {person.name}: login name "{PERSON_LOGIN_NAME}", phone {PERSON_PHONE} or ID-card
+               number {person.id_number}
+
+  Gateway      {origin}   log {logs / "gateway.log"}
+               config {demo_dir / "gateway" / "certgate.toml"}
+  Agent        {agent_url}   log {logs / "agent.log"}
+  Test PKI     {demo_dir / "pki"}  (test keys, unencrypted: never trust this root in production)
+               CRL {pki.crl_url("rsa")}   OCSP {pki.ocsp_url("rsa")}
+""")
+    for identity, cert_id_hex, cert_path in certificates:
+        holder = identity.uscc or identity.id_number
+        print(
+            f"  {identity.kind:<10}   {identity.name} ({holder}), {identity.key}, "
+            f"CKA_ID {cert_id_hex}\n               {cert_path}"
+        )
+    print(
+        f"""
+Sign in from a script:
+
+  CERTGATE_PIN={TOKEN_PIN} SOFTHSM2_CONF={conf} \\
+      .venv/bin/certgate agent login {origin} --cert-id {certificates[0][1]}
+
+Pull the key out while signed in (the page returns to the login page; delete
+{demo_dir} and run `make demo` again to get a new token):
+
+  .venv/bin/certgate softhsm delete --dir {demo_dir / "softhsm"} --label "{TOKEN_LABEL}"
+
+Press Ctrl-C to stop.""",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

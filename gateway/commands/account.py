@@ -181,16 +181,17 @@ def list_accounts(kind: str | None, as_json: bool) -> None:
 
 def _binding(
     thumbprint: str | None, issuer_serial: str | None, certificate: str | None
-) -> tuple[str, str]:
+) -> tuple[str, str, x509.Certificate | None]:
+    """(kind, value, the certificate when a file was given) of the binding the options name."""
     given = [v for v in (thumbprint, issuer_serial, certificate) if v]
     if len(given) != 1:
         raise OperatorInputError(
             "binding: give exactly one of --thumbprint, --issuer-serial, --certificate"
         )
     if thumbprint:
-        return BindingKind.SHA256.value, thumbprint
+        return BindingKind.SHA256.value, thumbprint, None
     if issuer_serial:
-        return BindingKind.ISSUER_SERIAL.value, issuer_serial
+        return BindingKind.ISSUER_SERIAL.value, issuer_serial, None
     assert certificate is not None
     try:
         with open(certificate, "rb") as handle:
@@ -207,7 +208,7 @@ def _binding(
         )
     except ValueError:
         raise OperatorInputError("--certificate: not a PEM or DER certificate") from None
-    return BindingKind.SHA256.value, cert.fingerprint(hashes.SHA256()).hex()
+    return BindingKind.SHA256.value, cert.fingerprint(hashes.SHA256()).hex(), cert
 
 
 _binding_options = [
@@ -243,10 +244,14 @@ def bind(
 ) -> None:
     """Bind a certificate to ACCOUNT (id, login name, credit code, ID-card number or phone)."""
     from gateway.accounts import get_accounts
+    from gateway.certificates import get_certificates
 
-    kind, value = _binding(thumbprint, issuer_serial, certificate)
+    kind, value, bound_certificate = _binding(thumbprint, issuer_serial, certificate)
     app = operator_app()
     view = _run(lambda: get_accounts(app).bind(account_ref, kind, value, at=now(app), label=label))
+    if bound_certificate is not None:
+        # The account page shows the certificate's subject, issuer and expiry from now on.
+        get_certificates(app).record(bound_certificate, at=now(app))
     audit_operator(
         app,
         "certificate_bound",
@@ -266,7 +271,7 @@ def unbind(
     """Remove a certificate binding from ACCOUNT."""
     from gateway.accounts import get_accounts
 
-    kind, value = _binding(thumbprint, issuer_serial, certificate)
+    kind, value, _ = _binding(thumbprint, issuer_serial, certificate)
     app = operator_app()
     view = _run(lambda: get_accounts(app).unbind(account_ref, kind, value))
     audit_operator(

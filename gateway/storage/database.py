@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,6 +73,10 @@ class Database:
         self._turn: threading.RLock | None = (
             threading.RLock() if self.engine.dialect.name == "sqlite" else None
         )
+        # The Core connection a thread has open, if any: ``connection()`` and ``reading()``
+        # calls inside it join its transaction (one commit) instead of opening another.
+        self._open = threading.local()
+        self._process_claim: str | None = None
 
     @contextmanager
     def _taking_turns(self) -> Iterator[None]:
@@ -95,11 +101,78 @@ class Database:
     def connection(self) -> Iterator[Connection]:
         """A Core connection in one transaction, committed on success, rolled back on error.
 
-        For the few small statements each login runs (attempt counts, challenges, sessions,
-        binding look-ups): an ORM ``Session`` with its unit of work and identity map costs several
-        times the statement itself, and these statements need neither (bench/bench_login.py)."""
+        For the few small statements each login runs (sessions, audit records, binding look-ups):
+        an ORM ``Session`` with its unit of work and identity map costs several times the
+        statement itself, and these statements need neither (bench/bench_login.py).
+
+        Nested in another ``connection()`` on the same thread it joins that transaction, so a
+        caller can make several stores' writes one commit: a successful login's session and
+        audit record commit together, where each used to pay its own begin, commit and turn on
+        the lock (bench/bench_login.py)."""
+        joined = getattr(self._open, "connection", None)
+        if joined is not None:
+            yield joined
+            return
         with self._taking_turns(), self.engine.begin() as connection:
-            yield connection
+            self._open.connection = connection
+            try:
+                yield connection
+            finally:
+                self._open.connection = None
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """A read-only stretch: ``connection()`` calls inside share one connection and skip the
+        turn-taking lock. In WAL mode readers never wait for the writer, so look-ups (bindings,
+        the mapped account) need not queue behind other threads' commits. Write nothing in it."""
+        if getattr(self._open, "connection", None) is not None:
+            yield
+            return
+        with self.engine.connect() as connection:
+            self._open.connection = connection
+            try:
+                yield
+            finally:
+                self._open.connection = None
+                connection.rollback()
+
+    def claim_single_process(self) -> None:
+        """Refuse to start when another process already answers logins from this SQLite file
+        with its own in-process state (``state_store = "memory"``): each would keep its own
+        challenges and attempt counters, so rate limits would count per process and a challenge
+        issued by one could not be answered at the other. An advisory lock file next to the
+        database, held while this ``Database`` is open; other databases are not checked."""
+        path = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        if not path or path == ":memory:" or path.startswith("file:"):
+            return
+        lock_path = os.path.abspath(path) + ".state-lock"
+        with _CLAIMS_LOCK:
+            held = _CLAIMS.get(lock_path)
+            if held is None:
+                descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    os.close(descriptor)
+                    raise ConfigError(
+                        f'state_store: "memory" and another CertGate process is already '
+                        f'serving {path}; give every process state_store = "database" '
+                        "(or run one process)"
+                    ) from None
+                held = _CLAIMS[lock_path] = [descriptor, 0]
+            held[1] += 1
+        self._process_claim = lock_path
+
+    def _release_claim(self) -> None:
+        if self._process_claim is None:
+            return
+        with _CLAIMS_LOCK:
+            held = _CLAIMS[self._process_claim]
+            held[1] -= 1
+            if held[1] == 0:
+                del _CLAIMS[self._process_claim]
+                os.close(held[0])  # closing the descriptor releases the flock
+        self._process_claim = None
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision."""
@@ -114,7 +187,14 @@ class Database:
         return ScriptDirectory.from_config(alembic_config(None)).get_current_head()
 
     def close(self) -> None:
+        self._release_claim()
         self.engine.dispose()
+
+
+# flock is held per open file description, and one process may open several apps on one file
+# (tests, the bench's set-up): the process's claims are counted here, not per Database.
+_CLAIMS: dict[str, list[int]] = {}
+_CLAIMS_LOCK = threading.Lock()
 
 
 def init_app(app: Flask) -> Database:

@@ -95,6 +95,24 @@ class CertificateBinding(Base):
     account: Mapped[Account] = relationship(back_populates="bindings")
 
 
+class CertificateDetails(Base):
+    """What the account page shows of a certificate that was bound or used to sign in.
+
+    Bindings hold only a thumbprint or issuer+serial; these rows keep the subject, issuer and
+    expiry across restarts. The subject is sealed like other personal data (Chinese CAs put names
+    and ID-card numbers in it); the issuer is a CA's name and stays readable.
+    """
+
+    __tablename__ = "certificate_details"
+
+    thumbprint: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256, hex
+    issuer_serial: Mapped[str] = mapped_column(String(1024), index=True)  # canonical form
+    subject_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    issuer: Mapped[str] = mapped_column(Text)
+    not_after: Mapped[datetime] = mapped_column(UtcDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
 class TrustAnchorRecord(Base):
     """A trust anchor added with ``certgate trust add``, with its policy and mapping rule."""
 

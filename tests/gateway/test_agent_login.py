@@ -3,7 +3,6 @@ waitress in this process, with a SoftHSM token whose certificate comes from the 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -14,29 +13,18 @@ from gateway.accounts import get_accounts
 from softhsm.pki import TestPki, random_id_card_number
 from tests.fixtures_softhsm import MakeSoftHsmToken
 from tests.gateway.conftest import pki_anchor_config
+from tests.gateway.serving import serving
 from tokens.cli import agent
 from tokens.pkcs11 import SOFTHSM_MODULE
 
 
 @pytest.fixture
 def served(make_app: Callable[..., Flask], test_pki: TestPki) -> Iterator[tuple[Flask, str]]:
-    from waitress.server import create_server
-
-    holder: dict[str, Flask] = {}
-
-    def application(environ, start_response):  # type: ignore[no-untyped-def]
-        return holder["app"](environ, start_response)
-
-    server = create_server(application, host="127.0.0.1", port=0, threads=2)
-    url = f"http://127.0.0.1:{server.effective_port}"  # type: ignore[union-attr]
-    holder["app"] = make_app(PUBLIC_ORIGIN=url, TRUST_ANCHORS=[pki_anchor_config(test_pki)])
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        yield holder["app"], url
-    finally:
-        server.close()
-        thread.join(timeout=10)
+    with serving(threads=2) as server:
+        app = make_app(PUBLIC_ORIGIN=server.url, TRUST_ANCHORS=[pki_anchor_config(test_pki)])
+        server.app = app
+        server.start()
+        yield app, server.url
 
 
 @pytest.mark.parametrize("key", ["rsa2048", "p256"])

@@ -10,6 +10,8 @@ import pytest
 from click.testing import CliRunner, Result
 from cryptography.hazmat.primitives import hashes
 
+from gateway import create_app
+from gateway.certificates import get_certificates
 from gateway.cli import main
 from softhsm.pki import TestPki, random_id_card_number
 from tests.fixtures_pki import PKI_EPOCH
@@ -154,13 +156,24 @@ def test_create_refuses_duplicates(
     assert result.exit_code == 2 and message in result.output
 
 
-def test_bind_unbind_freeze_unfreeze(certgate: Any, test_pki: TestPki) -> None:
+def test_bind_unbind_freeze_unfreeze(certgate: Any, test_pki: TestPki, tmp_path: Path) -> None:
     certgate("account", "create", "enterprise", USCC, "--name", "示例有限公司")
     issued = test_pki.issue("enterprise", "示例有限公司", uscc=USCC, at=PKI_EPOCH)
     thumbprint = issued.certificate.fingerprint(hashes.SHA256()).hex()
     bound = certgate("account", "bind", USCC, "--certificate", str(issued.cert_path))
     assert bound.exit_code == 0, bound.output
     assert accounts(certgate)[0]["bindings"] == [f"sha256:{thumbprint}"]
+    app = create_app(
+        {
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}",
+            "DATA_KEY": DATA_KEY,
+            "PUBLIC_ORIGIN": ORIGIN,
+        },
+        operator=True,
+    )
+    details = get_certificates(app).by_thumbprint(thumbprint)  # what the account page shows
+    assert details is not None and details.subject == issued.certificate.subject.rfc4514_string()
+    app.extensions["certgate.database"].close()
     again = certgate("account", "bind", USCC, "--thumbprint", thumbprint.upper())
     assert again.exit_code == 2 and "already bound" in again.output
     assert certgate("account", "unbind", USCC, "--thumbprint", thumbprint).exit_code == 0

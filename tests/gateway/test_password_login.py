@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ from flask.testing import FlaskClient
 
 from gateway.accounts import AccountService, get_accounts
 from gateway.clock import FixedClock
+from gateway.limits import get_guard
 from tests.gateway.conftest import ORIGIN, PASSWORD, TRUSTED_PROXY, post_json
 
 ID_NUMBER = "11010519491231002X"
@@ -334,11 +336,23 @@ def test_password_attempt_times_are_not_read_from_the_wall_clock(
     assert login(client, "zhangsan").status_code == 200
 
 
+@pytest.mark.parametrize("state_store", ["database", "memory"])
 def test_housekeeping_purges_expired_state(
-    app: Flask, client: FlaskClient, person: Any, clock: FixedClock
+    make_app: Callable[..., Flask], clock: FixedClock, state_store: str
 ) -> None:
     from sqlalchemy import text
 
+    from gateway.login import CHALLENGE_STORE
+
+    app = make_app(STATE_STORE=state_store)
+    get_accounts(app).create_person(
+        real_name="张三",
+        id_card_number=ID_NUMBER,
+        at=clock.now(),
+        login_name="zhangsan",
+        password=PASSWORD,
+    )
+    client = app.test_client()
     post_json(client, "/api/v1/login/challenge", None)
     login(client, "zhangsan", "wrong password")
     login(client, "zhangsan")
@@ -350,7 +364,12 @@ def test_housekeeping_purges_expired_state(
             for table in ("challenges", "sessions", "login_attempts")
         }
     # What is left is the new challenge and its count against the address.
-    assert counts == {"challenges": 1, "sessions": 0, "login_attempts": 1}
+    if state_store == "database":
+        assert counts == {"challenges": 1, "sessions": 0, "login_attempts": 1}
+    else:
+        assert counts == {"challenges": 0, "sessions": 0, "login_attempts": 0}
+        assert len(app.extensions[CHALLENGE_STORE]) == 1
+        assert len(get_guard(app).store) == 1  # type: ignore[arg-type]
 
 
 def test_cancelled_account_is_gone(

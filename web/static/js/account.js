@@ -1,0 +1,228 @@
+// The account page: who is signed in and how, bound certificates, sessions, login history; and,
+// after a USB-key login, signing out when that key is pulled out.
+import {
+  LoginError,
+  TOKEN_KEY,
+  agentUrl,
+  dnAttribute,
+  el,
+  readableDn,
+  explain,
+  formatDate,
+  formatTime,
+  gateway,
+  showMessage,
+  t,
+} from "./common.js";
+
+const errorRegion = document.getElementById("account-error");
+const statusRegion = document.getElementById("account-status");
+let csrf = null;
+let leaving = false;
+
+function toLogin(reason) {
+  leaving = true;
+  localStorage.removeItem(TOKEN_KEY);
+  window.location.replace(reason ? `/login?reason=${encodeURIComponent(reason)}` : "/login");
+}
+
+function problem(error) {
+  if (error instanceof LoginError && error.code === "credentials_invalid") return toLogin("");
+  showMessage(errorRegion, explain(error instanceof LoginError ? error : new LoginError("unknown")));
+}
+
+async function logout(reason) {
+  if (leaving) return;
+  leaving = true;
+  try {
+    await gateway("/api/v1/logout", { method: "POST", csrf });
+  } catch {
+    // Already signed out (or the session expired): the login page is where to go either way.
+  }
+  toLogin(reason);
+}
+
+// --- who -------------------------------------------------------------------------------------
+
+function fact(list, label, value) {
+  if (value === null || value === undefined || value === "") return;
+  list.append(el("dt", { text: label }), el("dd", { text: value }));
+}
+
+function describeAmr(amr) {
+  return amr.map((value) => t(`amr.${value}`)).join(" + ");
+}
+
+function renderAccount(data) {
+  const account = data.account;
+  document.getElementById("account-kind").textContent = t(`account.kind.${account.kind}`);
+  document.getElementById("account-name").textContent = account.display_name;
+  const facts = document.getElementById("account-facts");
+  facts.replaceChildren();
+  if (account.kind === "enterprise") {
+    fact(facts, t("account.uscc"), account.uscc);
+    fact(facts, t("account.legal_representative"), account.legal_representative);
+  } else {
+    fact(facts, t("account.id_card"), account.id_card_number_masked);
+    fact(facts, t("account.phone"), account.phone_masked);
+  }
+  fact(facts, t("account.login_name"), account.login_name);
+  fact(facts, t("account.how"), describeAmr(data.amr));
+  fact(
+    facts,
+    t("account.agreement"),
+    account.agreement_version
+      ? t("account.agreement.value", { version: account.agreement_version, at: formatTime(account.agreement_consented_at) })
+      : t("account.agreement.none"),
+  );
+}
+
+// --- key removal -----------------------------------------------------------------------------
+
+function watchKey(data) {
+  if (!data.amr.includes("hwk")) return;
+  const note = document.getElementById("key-watch");
+  const label = localStorage.getItem(TOKEN_KEY);
+  const events = new EventSource(`${agentUrl}/v1/events`);
+  const pulled = (tokenLabel) => !label || tokenLabel === label;
+  events.addEventListener("ready", (event) => {
+    note.textContent = t("account.key_watch");
+    note.hidden = false;
+    const ready = JSON.parse(event.data || "{}");
+    // Pulled while this page was not listening (closed, or the agent restarting).
+    if (label && Array.isArray(ready.tokens) && !ready.tokens.includes(label)) {
+      events.close();
+      logout("key_removed");
+    }
+  });
+  events.addEventListener("token_removed", (event) => {
+    const removed = JSON.parse(event.data || "{}");
+    if (removed.source === "pkcs11" && pulled(removed.token_label)) {
+      events.close();
+      logout("key_removed");
+    }
+  });
+  events.addEventListener("error", () => {
+    if (leaving) return;
+    note.textContent = t("account.key_watch_off");
+    note.hidden = false;
+  });
+}
+
+// --- certificates ----------------------------------------------------------------------------
+
+async function loadCertificates() {
+  const region = document.getElementById("certificates");
+  const { certificates } = await gateway("/api/v1/account/certificates");
+  if (!certificates.length) {
+    region.replaceChildren(el("p", { className: "muted", text: t("certs.none") }));
+    return;
+  }
+  const items = certificates.map((entry) => {
+    const title = dnAttribute(entry.subject, "CN") || entry.subject || entry.label || `${entry.kind}: ${entry.value.slice(0, 16)}…`;
+    const facts = el("dl", { className: "facts compact" });
+    fact(facts, t("certs.subject"), entry.subject ? readableDn(entry.subject) : t("certs.unknown"));
+    fact(facts, t("certs.issuer"), entry.issuer ? dnAttribute(entry.issuer, "CN") || entry.issuer : "");
+    fact(facts, t("certs.expiry"), formatDate(entry.not_after));
+    fact(facts, t("certs.last_used"), entry.last_used_at ? formatTime(entry.last_used_at) : t("certs.never"));
+    const button = el("button", { type: "button", className: "secondary small", text: t("certs.unbind") });
+    button.addEventListener("click", async () => {
+      if (!window.confirm(t("certs.unbind.confirm"))) return;
+      try {
+        await gateway("/api/v1/account/certificates/unbind", {
+          method: "POST",
+          json: { kind: entry.kind, value: entry.value },
+          csrf,
+        });
+        statusRegion.textContent = t("certs.unbound");
+        await Promise.all([loadCertificates(), loadHistory()]);
+      } catch (error) {
+        problem(error);
+      }
+    });
+    return el("li", { className: "item" }, el("div", { className: "item-main" }, el("h3", { text: title }), facts), button);
+  });
+  region.replaceChildren(el("ul", { className: "items" }, ...items));
+}
+
+// --- sessions --------------------------------------------------------------------------------
+
+async function loadSessions() {
+  const region = document.getElementById("sessions");
+  const { sessions } = await gateway("/api/v1/account/sessions");
+  const items = sessions.map((entry) => {
+    const facts = el("dl", { className: "facts compact" });
+    fact(facts, t("sessions.how"), describeAmr(entry.amr));
+    fact(facts, t("sessions.started"), formatTime(entry.created_at));
+    fact(facts, t("sessions.last_seen"), formatTime(entry.last_seen_at));
+    const button = el("button", { type: "button", className: "secondary small", text: t("sessions.end") });
+    button.addEventListener("click", async () => {
+      try {
+        const result = await gateway("/api/v1/account/sessions/end", { method: "POST", json: { id: entry.id }, csrf });
+        if (result.current) return toLogin("signed_out");
+        statusRegion.textContent = t("sessions.ended");
+        await Promise.all([loadSessions(), loadHistory()]);
+      } catch (error) {
+        problem(error);
+      }
+    });
+    const heading = el("h3", {}, describeAmr(entry.amr), entry.current ? el("span", { className: "tag current", text: t("sessions.current") }) : null);
+    return el("li", { className: "item" }, el("div", { className: "item-main" }, heading, facts), button);
+  });
+  region.replaceChildren(el("ul", { className: "items" }, ...items));
+}
+
+// --- history ---------------------------------------------------------------------------------
+
+async function loadHistory() {
+  const region = document.getElementById("history");
+  const { history } = await gateway("/api/v1/account/history");
+  if (!history.length) {
+    region.replaceChildren(el("p", { className: "muted", text: t("history.none") }));
+    return;
+  }
+  const head = el(
+    "thead",
+    {},
+    el("tr", {}, ...["history.time", "history.event", "history.result", "history.address"].map((key) => el("th", { scope: "col", text: t(key) }))),
+  );
+  const rows = history.map((entry) => {
+    const event = t(`event.${entry.event}`) + (entry.method ? ` · ${t(`method.${entry.method}`)}` : "");
+    const ok = entry.outcome === "ok";
+    const outcome = ok ? t("history.ok") : explain(new LoginError(entry.outcome));
+    return el(
+      "tr",
+      {},
+      el("td", { text: formatTime(entry.at) }),
+      el("td", { text: event }),
+      el("td", { className: ok ? "ok" : "refused", text: outcome }),
+      el("td", { text: entry.address || "" }),
+    );
+  });
+  region.replaceChildren(el("table", {}, el("caption", { className: "visually-hidden", text: t("history.title") }), head, el("tbody", {}, ...rows)));
+}
+
+// --- start -----------------------------------------------------------------------------------
+
+document.getElementById("logout").addEventListener("click", () => logout("signed_out"));
+document.documentElement.dataset.ready = "account"; // handlers attached (tests wait for this)
+
+async function start() {
+  let data;
+  try {
+    data = await gateway("/api/v1/account");
+  } catch (error) {
+    problem(error);
+    return;
+  }
+  csrf = data.csrf_token;
+  renderAccount(data);
+  watchKey(data);
+  try {
+    await Promise.all([loadCertificates(), loadSessions(), loadHistory()]);
+  } catch (error) {
+    problem(error);
+  }
+}
+
+start();
