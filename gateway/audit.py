@@ -78,8 +78,9 @@ class _NewRecord:
     detail: str | None
 
 
-def _canonical(record: AuditRecord | _NewRecord) -> bytes:
-    fields = {
+def record_fields(record: AuditRecord | _NewRecord) -> dict[str, object]:
+    """A record's fields by their public names (the hash input and `certgate audit list`)."""
+    return {
         "id": record.id,
         "at": record.at.isoformat(),
         "event": record.event,
@@ -90,6 +91,10 @@ def _canonical(record: AuditRecord | _NewRecord) -> bytes:
         "address": record.address,
         "detail": record.detail,
     }
+
+
+def _canonical(record: AuditRecord | _NewRecord) -> bytes:
+    fields = record_fields(record)
     return json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
 
 

@@ -109,25 +109,18 @@ def create_person(
     agreement_version: str | None,
 ) -> None:
     """Create a person account identified by ID_CARD_NUMBER (GB 11643-1999)."""
-    from gateway.accounts import get_accounts
-
-    password = _password(password_stdin, prompt_password)
-    app = operator_app()
-    view = _run(
-        lambda: get_accounts(app).create_person(
-            real_name=real_name,
-            id_card_number=id_card_number,
-            at=now(app),
-            login_name=login_name,
-            phone=phone,
-            email=email,
-            password=password,
-            real_name_level=real_name_level,
-            agreement_version=agreement_version,
-        )
+    _create_account(
+        "person",
+        password_stdin,
+        prompt_password,
+        real_name=real_name,
+        id_card_number=id_card_number,
+        login_name=login_name,
+        phone=phone,
+        email=email,
+        real_name_level=real_name_level,
+        agreement_version=agreement_version,
     )
-    audit_operator(app, "account_created", account=view.id, detail="person")
-    _show(view)
 
 
 @create.command("enterprise")
@@ -147,24 +140,29 @@ def create_enterprise(
     agreement_version: str | None,
 ) -> None:
     """Create an enterprise account identified by UNIFIED_SOCIAL_CREDIT_CODE (GB 32100-2015)."""
+    _create_account(
+        "enterprise",
+        password_stdin,
+        prompt_password,
+        unified_social_credit_code=unified_social_credit_code,
+        name=name,
+        legal_representative=legal_representative,
+        login_name=login_name,
+        phone=phone,
+        real_name_level=real_name_level,
+        agreement_version=agreement_version,
+    )
+
+
+def _create_account(kind: str, password_stdin: bool, prompt_password: bool, **fields: Any) -> None:
+    """Create a ``kind`` account from the command's fields, audit it and show it."""
     from gateway.accounts import get_accounts
 
     password = _password(password_stdin, prompt_password)
     app = operator_app()
-    view = _run(
-        lambda: get_accounts(app).create_enterprise(
-            unified_social_credit_code=unified_social_credit_code,
-            name=name,
-            at=now(app),
-            legal_representative=legal_representative,
-            login_name=login_name,
-            phone=phone,
-            password=password,
-            real_name_level=real_name_level,
-            agreement_version=agreement_version,
-        )
-    )
-    audit_operator(app, "account_created", account=view.id, detail="enterprise")
+    create = getattr(get_accounts(app), f"create_{kind}")
+    view = _run(lambda: create(at=now(app), password=password, **fields))
+    audit_operator(app, "account_created", account=view.id, detail=kind)
     _show(view)
 
 

@@ -36,20 +36,10 @@ def verify() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def list_records(limit: int, as_json: bool) -> None:
     """The newest records (no personal data is stored in them)."""
-    from gateway.audit import get_audit_log
+    from gateway.audit import get_audit_log, record_fields
 
     for record in get_audit_log(operator_app()).records(limit=limit):
-        fields = {
-            "id": record.id,
-            "at": record.at.isoformat(),
-            "event": record.event,
-            "method": record.method,
-            "outcome": record.outcome,
-            "account": record.account_public_id,
-            "thumbprint": record.certificate_thumbprint,
-            "address": record.address,
-            "detail": record.detail,
-        }
+        fields = record_fields(record)
         if as_json:
             click.echo(json.dumps(fields, ensure_ascii=False))
         else:
