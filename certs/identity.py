@@ -93,9 +93,14 @@ class _Found:
         return not self.reason
 
 
+def _nfkc(value: str) -> str:
+    """NFKC; ASCII text is already in NFKC, so it skips the Unicode tables."""
+    return value if value.isascii() else unicodedata.normalize("NFKC", value)
+
+
 def _clean(value: str) -> str:
     """Full-width characters to ASCII (NFKC), stripped, upper-cased (a trailing x becomes X)."""
-    return normalize_identifier(unicodedata.normalize("NFKC", value))
+    return normalize_identifier(_nfkc(value))
 
 
 def _as_id_card_number(value: str, source: str) -> _Found:
@@ -163,7 +168,7 @@ def _as_bjca_person_identifier(value: str, source: str) -> _Found:
 
 def _as_ca_entity_id(value: str, source: str) -> _Found:
     """A CA-assigned identifier, stable across renewals; no checksum to verify."""
-    text = unicodedata.normalize("NFKC", value).strip()
+    text = _nfkc(value).strip()
     if text:
         return _Found(CA_ENTITY_ID, text, source)
     return _Found(CA_ENTITY_ID, text, source, "empty")
@@ -171,6 +176,7 @@ def _as_ca_entity_id(value: str, source: str) -> _Found:
 
 # How to read an identifier, by what it is said to be.
 _Interpreter = Callable[[str, str], _Found]
+_Interpret = Callable[[str, str, str], _Found]  # (interpreter name, value, source)
 INTERPRETERS: Mapping[str, _Interpreter] = {
     ID_CARD_NUMBER: _as_id_card_number,
     UNIFIED_SOCIAL_CREDIT_CODE: _as_unified_social_credit_code,
@@ -197,6 +203,23 @@ IDENTIFIER_OIDS: Mapping[x509.ObjectIdentifier, str] = {
     OID_BJCA_PERSON_IDENTIFIER: "bjca_person_identifier",
     OID_NETCA_ENTITY_IDENTIFIER: CA_ENTITY_ID,
 }
+
+
+class _Interpretations:
+    """Reads each (interpreter, value) once per certificate: the same identifier often sits in
+    an extension, a subject attribute and the subject serialNumber, and its checksum need not be
+    computed three times. Only the source differs between the readings."""
+
+    def __init__(self) -> None:
+        self._read: dict[tuple[str, str], _Found] = {}
+
+    def __call__(self, kind: str, value: str, source: str) -> _Found:
+        found = self._read.get((kind, value))
+        if found is None:
+            found = self._read[kind, value] = INTERPRETERS[kind](value, source)
+            return found
+        return _Found(found.field, found.value, source, found.reason)
+
 
 # What the subject serialNumber may be declared to hold, per issuer.
 SUBJECT_SERIAL_NUMBER_MEANINGS = (UNIFIED_SOCIAL_CREDIT_CODE, ID_CARD_NUMBER, ORGANIZATION_CODE)
@@ -282,11 +305,12 @@ _DISPLAY_TYPE_NAMES: dict[x509.ObjectIdentifier, str] = {
     OID_ID_CARD_NUMBER: "idCardNumber",
     OID_ORGANIZATION_CODE: "organizationCode",
 }
-_RFC4514_SPECIAL = re.compile(r'([\\"+,;<>])')
+# RFC 4514 §2.4: characters escaped with a backslash (NUL as \00), one table lookup each.
+_RFC4514_ESCAPES = {ord(c): "\\" + c for c in '\\"+,;<>'} | {0: "\\00"}
 
 
 def _escape_rfc4514(value: str) -> str:
-    escaped = _RFC4514_SPECIAL.sub(r"\\\1", value).replace("\0", "\\00")
+    escaped = value.translate(_RFC4514_ESCAPES)
     if escaped.startswith(("#", " ")):
         escaped = "\\" + escaped
     if escaped.endswith(" "):
@@ -296,12 +320,15 @@ def _escape_rfc4514(value: str) -> str:
 
 def _matching_form(value: str) -> str:
     """RFC 5280 §7.1 / RFC 4518 preparation, simplified: NFKC, case fold, spaces collapsed."""
+    if value.isascii():
+        # ASCII is its own NFKC form, and ASCII case folding is lower-casing.
+        return " ".join(value.lower().split())
     return " ".join(unicodedata.normalize("NFKC", value).casefold().split())
 
 
 def _canonical_attribute(attribute: x509.NameAttribute[Any]) -> str:
     oid = attribute.oid
-    type_name = _CANONICAL_TYPE_NAMES.get(oid, oid.dotted_string)
+    type_name = _CANONICAL_TYPE_NAMES.get(oid) or oid.dotted_string
     value = attribute.value
     if isinstance(value, bytes):
         return f"{type_name}=#{value.hex()}"
@@ -318,7 +345,10 @@ def canonical_dn(name: x509.Name) -> str:
     """
     rdns = []
     for rdn in reversed(list(name.rdns)):
-        rdns.append("+".join(sorted(_canonical_attribute(a) for a in rdn)))
+        attributes = [_canonical_attribute(a) for a in rdn]
+        if len(attributes) > 1:
+            attributes.sort()
+        rdns.append("+".join(attributes))
     return ",".join(rdns)
 
 
@@ -493,10 +523,33 @@ class CertificateIdentity:
 _DER_STRING_TYPES = (asn1.PrintableString, asn1.UTF8String, asn1.IA5String)
 
 
+# Universal tags of the string types above (primitive form).
+_DER_STRING_TAGS: Mapping[type[asn1.Asn1Value], int] = {
+    asn1.PrintableString: 0x13,
+    asn1.UTF8String: 0x0C,
+    asn1.IA5String: 0x16,
+}
+
+
+def _short_ascii_der_string(der: bytes, allowed: tuple[type[asn1.Asn1Value], ...]) -> str | None:
+    """The common case without a general parser: one allowed string tag, a short-form length
+    covering exactly the rest, ASCII content (which all three types decode alike). None for
+    anything else, which the general parser then reads or refuses."""
+    if len(der) < 2 or der[1] != len(der) - 2 or der[1] >= 0x80:
+        return None
+    if not any(der[0] == _DER_STRING_TAGS.get(kind) for kind in allowed):
+        return None
+    content = der[2:]
+    return content.decode("ascii") if content.isascii() else None
+
+
 def read_der_string(
     der: bytes, allowed: tuple[type[asn1.Asn1Value], ...] = _DER_STRING_TYPES
 ) -> str:
     """The text of a DER PrintableString, UTF8String or IA5String; ValueError for anything else."""
+    text = _short_ascii_der_string(der, allowed)
+    if text is not None:
+        return text
     try:
         parsed = asn1.Asn1Value.load(der, strict=True)
         if not isinstance(parsed, allowed):
@@ -516,9 +569,9 @@ def _extensions(certificate: x509.Certificate) -> x509.Extensions:
         raise CertificateUntrusted(f"malformed certificate extensions: {exc}") from None
 
 
-def _found_in_extensions(certificate: x509.Certificate) -> list[_Found]:
+def _found_in_extensions(extensions: x509.Extensions, interpret: _Interpret) -> list[_Found]:
     found = []
-    for extension in _extensions(certificate):
+    for extension in extensions:
         kind = IDENTIFIER_OIDS.get(extension.oid)
         if kind is None:
             continue
@@ -531,26 +584,45 @@ def _found_in_extensions(certificate: x509.Certificate) -> list[_Found]:
         except ValueError as exc:
             found.append(_Found(FIELD_OF_INTERPRETER[kind], raw.value.hex(), source, str(exc)))
             continue
-        found.append(INTERPRETERS[kind](text, source))
+        found.append(interpret(kind, text, source))
     return found
 
 
-def _found_in_subject(certificate: x509.Certificate, profile: IdentityProfile) -> list[_Found]:
-    found = []
-    for attribute in certificate.subject:
+@dataclass
+class _SubjectReading:
+    """What one pass over the subject's attributes finds (in the subject's order)."""
+
+    common_names: list[str] = dataclasses.field(default_factory=list)
+    serial_numbers: list[str] = dataclasses.field(default_factory=list)
+    emails: list[str] = dataclasses.field(default_factory=list)
+    found: list[_Found] = dataclasses.field(default_factory=list)
+
+
+def _read_subject(
+    subject: x509.Name, profile: IdentityProfile, interpret: _Interpret
+) -> _SubjectReading:
+    reading = _SubjectReading()
+    for attribute in subject:
         value = attribute.value
         if not isinstance(value, str):
             continue
-        kind = IDENTIFIER_OIDS.get(attribute.oid)
-        if kind is None and attribute.oid == NameOID.SERIAL_NUMBER:
-            kind = profile.subject_serial_number_holds
+        oid = attribute.oid
+        kind = IDENTIFIER_OIDS.get(oid)
+        if oid == NameOID.COMMON_NAME:
+            reading.common_names.append(value)
+        elif oid == NameOID.SERIAL_NUMBER:
+            reading.serial_numbers.append(value)
+            if kind is None:
+                kind = profile.subject_serial_number_holds
+        elif oid == NameOID.EMAIL_ADDRESS:
+            reading.emails.append(value)
         if kind is not None:
-            found.append(INTERPRETERS[kind](value, f"subject {attribute.oid.dotted_string}"))
-    return found
+            reading.found.append(interpret(kind, value, f"subject {oid.dotted_string}"))
+    return reading
 
 
 def _found_in_common_name(
-    common_name: str | None, profile: IdentityProfile
+    common_name: str | None, profile: IdentityProfile, interpret: _Interpret
 ) -> tuple[list[_Found], str | None]:
     if common_name is None:
         return [], None
@@ -559,7 +631,7 @@ def _found_in_common_name(
         if match is None:
             continue
         found = [
-            INTERPRETERS[group](value, "subject CN")
+            interpret(group, value, "subject CN")
             for group, value in match.groupdict().items()
             if group != "name" and value
         ]
@@ -598,16 +670,11 @@ def _unique(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(v for v in values if v))
 
 
-def _subject_strings(name: x509.Name, oid: x509.ObjectIdentifier) -> list[str]:
-    return [a.value for a in name.get_attributes_for_oid(oid) if isinstance(a.value, str)]
-
-
-def _subject_alternative_names(certificate: x509.Certificate) -> list[x509.GeneralName]:
-    try:
-        extension = _extensions(certificate).get_extension_for_class(x509.SubjectAlternativeName)
-    except x509.ExtensionNotFound:
-        return []
-    return list(extension.value)
+def _subject_alternative_names(extensions: x509.Extensions) -> list[x509.GeneralName]:
+    for extension in extensions:
+        if isinstance(extension.value, x509.SubjectAlternativeName):
+            return list(extension.value)
+    return []
 
 
 def extract_identity(
@@ -618,10 +685,13 @@ def extract_identity(
     Raises ``CertificateUntrusted`` only for a certificate whose extensions cannot be parsed.
     """
     profile = profile or IdentityProfile()
-    names = _subject_alternative_names(certificate)
-    common_names = _subject_strings(certificate.subject, NameOID.COMMON_NAME)
-    common_name = common_names[0] if common_names else None
-    serial_numbers = _subject_strings(certificate.subject, NameOID.SERIAL_NUMBER)
+    extensions = _extensions(certificate)
+    subject = certificate.subject
+    names = _subject_alternative_names(extensions)
+    interpret = _Interpretations()
+    reading = _read_subject(subject, profile, interpret)
+    common_name = reading.common_names[0] if reading.common_names else None
+    serial_numbers = reading.serial_numbers
 
     upns: list[str] = []
     found: list[_Found] = []
@@ -631,23 +701,21 @@ def extract_identity(
                 upns.append(read_der_string(name.value, (asn1.UTF8String,)).strip().lower())
             except ValueError as exc:
                 found.append(_Found("upn", name.value.hex(), "SAN otherName UPN", str(exc)))
-    emails = [
-        e.strip().lower() for e in _subject_strings(certificate.subject, NameOID.EMAIL_ADDRESS)
-    ]
+    emails = [e.strip().lower() for e in reading.emails]
     emails += [n.value.strip().lower() for n in names if isinstance(n, x509.RFC822Name)]
 
-    found += _found_in_extensions(certificate)
-    found += _found_in_subject(certificate, profile)
-    from_cn, holder_name = _found_in_common_name(common_name, profile)
+    found += _found_in_extensions(extensions, interpret)
+    found += reading.found
+    from_cn, holder_name = _found_in_common_name(common_name, profile, interpret)
     found += from_cn
     settled, invalid = _settle(found)
 
-    subject_dn = canonical_dn(certificate.subject)
+    subject_dn = canonical_dn(subject)
     issuer_dn = canonical_dn(certificate.issuer)
     serial = serial_hex(certificate.serial_number)
     return CertificateIdentity(
         subject_dn=subject_dn,
-        subject_dn_display=display_dn(certificate.subject),
+        subject_dn_display=display_dn(subject),
         common_name=common_name,
         emails=_unique(emails),
         upns=_unique(upns),

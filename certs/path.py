@@ -151,10 +151,12 @@ def signature_valid(certificate: x509.Certificate, issuer: x509.Certificate) -> 
 def _extension(
     certificate: x509.Certificate, oid: x509.ObjectIdentifier
 ) -> x509.Extension[x509.ExtensionType] | None:
-    try:
-        return certificate.extensions.get_extension_for_oid(oid)
-    except x509.ExtensionNotFound:
-        return None
+    # A scan rather than get_extension_for_oid: an absent extension (the common case for SAN,
+    # name constraints, ...) would otherwise cost an ExtensionNotFound raised and caught.
+    for extension in certificate.extensions:
+        if extension.oid == oid:
+            return extension
+    return None
 
 
 @lru_cache(maxsize=CERTIFICATE_MEMO_SIZE)

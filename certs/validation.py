@@ -336,10 +336,12 @@ def path_depth(path: Sequence[x509.Certificate]) -> int:
 def _extension_or_none(
     certificate: x509.Certificate, oid: x509.ObjectIdentifier
 ) -> x509.Extension[x509.ExtensionType] | None:
-    try:
-        return certificate.extensions.get_extension_for_oid(oid)
-    except x509.ExtensionNotFound:
-        return None
+    # A scan rather than get_extension_for_oid: an absent extension (the common case for SAN,
+    # name constraints, ...) would otherwise cost an ExtensionNotFound raised and caught.
+    for extension in certificate.extensions:
+        if extension.oid == oid:
+            return extension
+    return None
 
 
 def _missing_ski(certificate: x509.Certificate) -> str | None:
