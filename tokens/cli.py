@@ -232,4 +232,4 @@ def login_command(
     )
     click.echo(f"account: {account.get('display_name', '?')} ({details})")
     for name, value in result.session_cookies.items():
-        click.echo(f"session: {name}={value}")
+        click.echo(f"cookie: {name}={value}")

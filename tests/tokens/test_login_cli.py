@@ -72,7 +72,7 @@ def test_login_succeeds_with_a_verified_signature(
     code, out, err = run_login(url, credential, *extra)
     assert code == 0, err
     assert "account: 张三 (kind person, id acct-1)" in out
-    assert "session: certgate_session=" in out
+    assert "cookie: certgate_session=" in out
     (message,) = state.verified_messages
     assert message.startswith(f"certgate-login-v1\n{url}\n".encode())
     assert credential.pin not in out + err
