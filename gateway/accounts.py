@@ -163,7 +163,9 @@ class AccountService:
             return None
         number = normalize_phone(phone)
         if not is_valid_phone(number):
-            raise AccountInputError("phone: not a mainland mobile number (11 digits from 1)")
+            raise AccountInputError(
+                "phone: not a mainland mobile number (11 digits starting with 1)"
+            )
         digest = self.cipher.lookup_hash("phone", number)
         if session.scalar(select(Account.id).where(Account.phone_hash == digest)):
             raise AccountInputError("phone: already used by another account")
