@@ -199,37 +199,25 @@ class AccountService:
             raise AccountInputError("real name: required")
         if email is not None and not _EMAIL_RE.match(email.strip()):
             raise AccountInputError("e-mail: not an e-mail address")
-        if real_name_level not in REAL_NAME_LEVELS:
-            raise AccountInputError(f"real-name level: one of {REAL_NAME_LEVELS}")
-        password_hash = self._check_password(password)
-        with self.database.session() as session:
-            digest = self.cipher.lookup_hash("id_card_number", number)
-            if session.scalar(select(Account.id).where(Account.id_card_number_hash == digest)):
-                raise AccountInputError("ID-card number: a person account with it exists")
-            name = self._check_login_name(session, login_name)
-            sealed_phone = self._check_phone(session, phone)
-            account = Account(
-                public_id=str(uuid.uuid4()),
-                kind=PERSON,
-                status=ACTIVE,
-                login_name=name,
-                display_name=real_name.strip(),
-                real_name=real_name.strip(),
-                id_card_number_sealed=self.cipher.seal(ID_CARD_COLUMN, number),
-                id_card_number_hash=digest,
-                phone_sealed=sealed_phone[0] if sealed_phone else None,
-                phone_hash=sealed_phone[1] if sealed_phone else None,
-                email=email.strip().lower() if email else None,
-                real_name_level=real_name_level,
-                agreement_version=agreement_version,
-                agreement_consented_at=at if agreement_version else None,
-                password_hash=password_hash,
-                created_at=at,
-                updated_at=at,
-            )
-            session.add(account)
-            session.flush()
-            return self.view(account)
+        digest = self.cipher.lookup_hash("id_card_number", number)
+        return self._insert_account(
+            PERSON,
+            duplicate=(
+                Account.id_card_number_hash == digest,
+                "ID-card number: a person account with it exists",
+            ),
+            at=at,
+            login_name=login_name,
+            phone=phone,
+            password=password,
+            real_name_level=real_name_level,
+            agreement_version=agreement_version,
+            display_name=real_name.strip(),
+            real_name=real_name.strip(),
+            id_card_number_sealed=self.cipher.seal(ID_CARD_COLUMN, number),
+            id_card_number_hash=digest,
+            email=email.strip().lower() if email else None,
+        )
 
     def create_enterprise(
         self,
@@ -251,22 +239,51 @@ class AccountService:
             )
         if not name.strip():
             raise AccountInputError("enterprise name: required")
+        return self._insert_account(
+            ENTERPRISE,
+            duplicate=(
+                Account.unified_social_credit_code == code,
+                "unified social credit code: an enterprise with it exists",
+            ),
+            at=at,
+            login_name=login_name,
+            phone=phone,
+            password=password,
+            real_name_level=real_name_level,
+            agreement_version=agreement_version,
+            display_name=name.strip(),
+            unified_social_credit_code=code,
+            legal_representative=(legal_representative or "").strip() or None,
+        )
+
+    def _insert_account(
+        self,
+        kind: str,
+        *,
+        duplicate: tuple[ColumnElement[bool], str],
+        at: datetime,
+        login_name: str | None,
+        phone: str | None,
+        password: str | None,
+        real_name_level: int,
+        agreement_version: str | None,
+        **kind_fields: Any,
+    ) -> AccountView:
+        """Check the fields every account has, refuse a duplicate, and store the new account."""
         if real_name_level not in REAL_NAME_LEVELS:
             raise AccountInputError(f"real-name level: one of {REAL_NAME_LEVELS}")
         password_hash = self._check_password(password)
+        exists, refusal = duplicate
         with self.database.session() as session:
-            if session.scalar(select(Account.id).where(Account.unified_social_credit_code == code)):
-                raise AccountInputError("unified social credit code: an enterprise with it exists")
+            if session.scalar(select(Account.id).where(exists)):
+                raise AccountInputError(refusal)
             login = self._check_login_name(session, login_name)
             sealed_phone = self._check_phone(session, phone)
             account = Account(
                 public_id=str(uuid.uuid4()),
-                kind=ENTERPRISE,
+                kind=kind,
                 status=ACTIVE,
                 login_name=login,
-                display_name=name.strip(),
-                unified_social_credit_code=code,
-                legal_representative=(legal_representative or "").strip() or None,
                 phone_sealed=sealed_phone[0] if sealed_phone else None,
                 phone_hash=sealed_phone[1] if sealed_phone else None,
                 real_name_level=real_name_level,
@@ -275,6 +292,7 @@ class AccountService:
                 password_hash=password_hash,
                 created_at=at,
                 updated_at=at,
+                **kind_fields,
             )
             session.add(account)
             session.flush()

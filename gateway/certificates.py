@@ -109,4 +109,5 @@ def init_app(app: Flask, database: Database, cipher: PersonalDataCipher) -> None
 
 
 def get_certificates(app: Flask | None = None) -> CertificateCatalogue:
-    return (app or current_app).extensions[EXTENSION]  # type: ignore[no-any-return]
+    catalogue: CertificateCatalogue = (app or current_app).extensions[EXTENSION]
+    return catalogue
