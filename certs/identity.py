@@ -23,6 +23,7 @@ are treated the same way: the certificate contradicts itself, and mapping does n
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
@@ -440,7 +441,6 @@ class InvalidIdentifier:
 @dataclass(frozen=True)
 class CertificateIdentity:
     subject_dn: str  # canonical_dn(subject)
-    subject_dn_display: str
     common_name: str | None
     emails: tuple[str, ...]  # lower-cased; subject emailAddress first, then SAN rfc822Name
     upns: tuple[str, ...]  # SAN otherName UPN, lower-cased
@@ -455,6 +455,14 @@ class CertificateIdentity:
     ca_entity_id: str | None = None  # NETCA entity identifier
     holder_name: str | None = None  # from a CN pattern's ``name`` group
     invalid: tuple[InvalidIdentifier, ...] = ()
+    subject: x509.Name | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    @functools.cached_property
+    def subject_dn_display(self) -> str:
+        """The subject as RFC 4514 text (``display_dn``), for people. Made when first read: a
+        login never reads it, and it cost a quarter of ``extract_identity``
+        (bench/bench_login.py)."""
+        return display_dn(self.subject) if self.subject is not None else self.subject_dn
 
     def _personal_values(self) -> list[str]:
         values = [self.id_card_number, self.subject_serial_number]
@@ -715,7 +723,6 @@ def extract_identity(
     serial = serial_hex(certificate.serial_number)
     return CertificateIdentity(
         subject_dn=subject_dn,
-        subject_dn_display=display_dn(subject),
         common_name=common_name,
         emails=_unique(emails),
         upns=_unique(upns),
@@ -730,4 +737,5 @@ def extract_identity(
         ca_entity_id=settled.get(CA_ENTITY_ID),
         holder_name=holder_name.strip() if holder_name else None,
         invalid=tuple(invalid),
+        subject=subject,
     )

@@ -92,17 +92,14 @@ class AccountRef:
 class AccountDirectory(Protocol):
     """The gateway's account store, as mapping sees it."""
 
-    def accounts_bound_to(self, binding: BindingKind, value: str) -> set[AccountRef]:
-        """Accounts with an explicit binding of this kind and value."""
-        ...
+    def look_up(self, probes: Sequence[Probe]) -> Mapping[Probe, set[AccountRef]]:
+        """The accounts each probe finds (a probe that finds none may be left out).
 
-    def accounts_with(
-        self, account_kind: AccountKind, identity_field: IdentityField, value: str
-    ) -> set[AccountRef]:
-        """Accounts of ``account_kind`` whose ``identity_field`` equals ``value``.
-
-        Values come in CertificateIdentity's forms: identifiers upper-case, e-mail and UPN
-        lower-case, subject DN canonical (``certs.identity.canonical_dn``).
+        ``resolve_account`` asks once per certificate with every probe its rule could need, so
+        a database answers them in one round trip; the precedence between them is decided
+        here, not by the store. Values come in CertificateIdentity's forms: identifiers
+        upper-case, e-mail and UPN lower-case, subject DN canonical
+        (``certs.identity.canonical_dn``).
         """
         ...
 
@@ -114,6 +111,15 @@ class Lookup:
 
     def __str__(self) -> str:
         return f"{self.account_kind}: {self.identity_field}"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One look-up: accounts with an explicit binding of this kind and value, or accounts of
+    the lookup's kind whose identity field equals the value."""
+
+    step: BindingKind | Lookup
+    value: str
 
 
 class MappingRuleError(ValueError):
@@ -289,25 +295,26 @@ def resolve_account(
     identity = extract_identity(chain.leaf, rule.profile)
     anchor = chain.anchor.display_name
 
+    # Every step's probes, in the order they decide; invalid identifiers never become probes.
+    steps: list[tuple[str, list[Probe]]] = []
     if rule.explicit_bindings:
         for binding, read in BINDING_VALUES.items():
-            value = read(identity)
-            match = _decide(
-                directory.accounts_bound_to(binding, value), str(binding), value, identity, anchor
-            )
-            if match is not None:
-                return match
-
+            steps.append((str(binding), [Probe(binding, read(identity))]))
     for lookup in rule.lookups:
         values = IDENTITY_FIELD_VALUES[lookup.identity_field](identity)
-        found: set[AccountRef] = set()
+        steps.append((str(lookup), [Probe(lookup, value) for value in values]))
+    probes = [probe for _step, step_probes in steps for probe in step_probes]
+    found = directory.look_up(probes) if probes else {}
+
+    for step, step_probes in steps:
+        accounts: set[AccountRef] = set()
         matched_value = ""
-        for value in values:
-            accounts = directory.accounts_with(lookup.account_kind, lookup.identity_field, value)
-            if accounts and not matched_value:
-                matched_value = value
-            found |= accounts
-        match = _decide(found, str(lookup), matched_value, identity, anchor)
+        for probe in step_probes:
+            hits = found.get(probe)
+            if hits and not matched_value:
+                matched_value = probe.value
+            accounts |= hits or set()
+        match = _decide(accounts, step, matched_value, identity, anchor)
         if match is not None:
             return match
 

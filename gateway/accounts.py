@@ -7,15 +7,16 @@ ID-card number and phone are sealed with AES-GCM and found through keyed hashes.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import ColumnElement, Executable, bindparam, select
+from sqlalchemy import ColumnElement, bindparam, literal_column, select, union_all
 from sqlalchemy.orm import Session
 
 from certs.errors import AccountNotFound
@@ -26,7 +27,7 @@ from certs.identifiers import (
     normalize_identifier,
 )
 from certs.identity import normalize_issuer_serial
-from certs.mapping import AccountKind, AccountRef, BindingKind, IdentityField
+from certs.mapping import AccountKind, AccountRef, BindingKind, IdentityField, Probe
 from gateway.passwords import Passwords, password_problem
 from gateway.storage.database import Database
 from gateway.storage.models import (
@@ -39,6 +40,7 @@ from gateway.storage.models import (
     CertificateBinding,
 )
 from gateway.storage.personal_data import PersonalDataCipher
+from gateway.storage.prepared import Prepared
 
 EXTENSION = "certgate.accounts"
 
@@ -355,8 +357,8 @@ class AccountService:
         row = directory.rows.get(public_id) if directory is not None else None
         if row is None:
             with self.database.connection() as connection:
-                row = connection.execute(
-                    _ACCOUNT_BY_PUBLIC_ID, {"public_id": public_id}
+                row = _ACCOUNT_BY_PUBLIC_ID.execute(
+                    connection, {"public_id": public_id}
                 ).one_or_none()
         if row is None:
             raise AccountNotFound("the mapped account no longer exists")
@@ -506,35 +508,38 @@ class SqlAccountDirectory:
 
     def __init__(self, service: AccountService) -> None:
         self.service = service
-        # Every account row the look-ups returned, by public id: the look-ups read whole rows
-        # so that the login's account read (find_for_login) is served from here rather than by
-        # one more statement, each of which lets go of the GIL and waits to get it back under
-        # load (bench/bench_login.py).
+        # Every account row the look-up returned, by public id: the probes read whole rows so
+        # that the login's account read (find_for_login) is served from here rather than by
+        # one more statement (bench/bench_login.py).
         self.rows: dict[str, Any] = {}
 
-    def _refs(self, statement: Executable, parameters: dict[str, str]) -> set[AccountRef]:
-        # A Core connection, not an ORM session: this runs up to three times per certificate
-        # login and needs no unit of work (bench/bench_login.py).
+    def look_up(self, probes: Sequence[Probe]) -> dict[Probe, set[AccountRef]]:
+        """All probes in one statement (a UNION ALL with one branch per probe).
+
+        A certificate login used to run one statement per probe (thumbprint binding,
+        issuer+serial binding, then each lookup), and each cost more than the rest of the
+        mapping; one round trip answers them all (bench/bench_login.py)."""
+        asked = [probe for probe in probes if _probe_kind(probe) is not None]
+        found: dict[Probe, set[AccountRef]] = {probe: set() for probe in probes}
+        if not asked:
+            return found
+        parameters: dict[str, str] = {}
+        for index, probe in enumerate(asked):
+            parameters[f"kind{index}"], parameters[f"value{index}"] = self._stored(probe)
+        statement = _probe_statement(tuple(_probe_kind(probe) for probe in asked))
         with self.service.database.connection() as connection:
-            rows = connection.execute(statement, parameters).all()
+            rows = statement.execute(connection, parameters).rows
         for row in rows:
             self.rows[row.public_id] = row
-        return {AccountRef(AccountKind(row.kind), row.public_id) for row in rows}
+            found[asked[row.probe]].add(AccountRef(AccountKind(row.kind), row.public_id))
+        return found
 
-    def accounts_bound_to(self, binding: BindingKind, value: str) -> set[AccountRef]:
-        return self._refs(_BOUND_ACCOUNTS, {"kind": str(binding), "value": value})
-
-    def accounts_with(
-        self, account_kind: AccountKind, identity_field: IdentityField, value: str
-    ) -> set[AccountRef]:
-        lookup = _FIELD_LOOKUPS.get(identity_field)
-        if lookup is None:
-            return set()  # no column holds this field (yet)
-        _column, stored_form = lookup
-        return self._refs(
-            _FIELD_QUERIES[identity_field],
-            {"kind": str(account_kind), "value": stored_form(self.service, value)},
-        )
+    def _stored(self, probe: Probe) -> tuple[str, str]:
+        """The probe's kind and value as the tables store them."""
+        if isinstance(probe.step, BindingKind):
+            return str(probe.step), probe.value
+        _column, stored_form = _FIELD_LOOKUPS[probe.step.identity_field]
+        return str(probe.step.account_kind), stored_form(self.service, probe.value)
 
 
 # Identity field -> (accounts column, the value as that column stores it).
@@ -547,23 +552,43 @@ _FIELD_LOOKUPS: Mapping[IdentityField, tuple[Any, Callable[[AccountService, str]
     IdentityField.EMAIL: (Account.email, lambda _s, v: v.lower()),
 }
 # Built once with bind parameters: a statement built per call costs more than running it.
-_ACCOUNT_BY_PUBLIC_ID = select(*Account.__table__.columns).where(
-    Account.public_id == bindparam("public_id")
+_ACCOUNT_BY_PUBLIC_ID = Prepared(
+    select(*Account.__table__.columns).where(Account.public_id == bindparam("public_id"))
 )
-# Whole rows (see SqlAccountDirectory.rows); callers read ``kind`` and ``public_id``.
-_ACCOUNT_REF = select(*Account.__table__.columns)
-_BOUND_ACCOUNTS = (
-    _ACCOUNT_REF.join(CertificateBinding, CertificateBinding.account_id == Account.id)
-    .where(
-        CertificateBinding.kind == bindparam("kind"),
-        CertificateBinding.value == bindparam("value"),
-    )
-    .distinct()
-)
-_FIELD_QUERIES: Mapping[IdentityField, Executable] = {
-    field: _ACCOUNT_REF.where(Account.kind == bindparam("kind"), column == bindparam("value"))
-    for field, (column, _stored_form) in _FIELD_LOOKUPS.items()
-}
+
+
+def _probe_kind(probe: Probe) -> BindingKind | IdentityField | None:
+    """What decides the shape of a probe's branch; None when no column holds its field (yet)."""
+    if isinstance(probe.step, BindingKind):
+        return probe.step
+    field = probe.step.identity_field
+    return field if field in _FIELD_LOOKUPS else None
+
+
+@functools.lru_cache(maxsize=256)
+def _probe_statement(shape: tuple[BindingKind | IdentityField | None, ...]) -> Prepared:
+    """One SELECT per probe, tagged with the probe's position, as one statement. Built once per
+    shape (a trust anchor's rule gives the same shape on every login); values are parameters
+    ``kind<n>`` and ``value<n>``."""
+    branches = []
+    for index, kind in enumerate(shape):
+        # Whole rows (see SqlAccountDirectory.rows); the tag says which probe found the row.
+        branch = select(literal_column(str(index)).label("probe"), *Account.__table__.columns)
+        if isinstance(kind, BindingKind):
+            branch = branch.join(
+                CertificateBinding, CertificateBinding.account_id == Account.id
+            ).where(
+                CertificateBinding.kind == bindparam(f"kind{index}"),
+                CertificateBinding.value == bindparam(f"value{index}"),
+            )
+        else:
+            assert kind is not None
+            column, _stored_form = _FIELD_LOOKUPS[kind]
+            branch = branch.where(
+                Account.kind == bindparam(f"kind{index}"), column == bindparam(f"value{index}")
+            )
+        branches.append(branch)
+    return Prepared(branches[0] if len(branches) == 1 else union_all(*branches))
 
 
 @dataclass(frozen=True)

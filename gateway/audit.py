@@ -20,25 +20,36 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from flask import Flask, current_app
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from gateway.storage.database import Database
 from gateway.storage.models import AuditHead, AuditRecord
+from gateway.storage.prepared import Prepared
 
 EXTENSION = "certgate.audit"
 GENESIS_HASH = "0" * 64
 HEAD_ROW_ID = 1
 
-_SELECT_HEAD = (
+_SELECT_HEAD = Prepared(
     select(AuditHead.last_id, AuditHead.last_hash)
     .where(AuditHead.id == HEAD_ROW_ID)
     .with_for_update()
 )
-_INSERT_RECORD = insert(AuditRecord)
-_INSERT_HEAD = insert(AuditHead)
-_UPDATE_HEAD = (
+_INSERT_RECORD = Prepared(insert(AuditRecord))
+_INSERT_HEAD = Prepared(insert(AuditHead))
+_UPDATE_HEAD = Prepared(
     update(AuditHead)
     .where(AuditHead.id == HEAD_ROW_ID)
+    .values(last_id=bindparam("last_id_"), last_hash=bindparam("last_hash_"))
+)
+# Moves the head on only if it is still where this process last left it (see AuditLog.append).
+_ADVANCE_HEAD = Prepared(
+    update(AuditHead)
+    .where(
+        AuditHead.id == HEAD_ROW_ID,
+        AuditHead.last_id == bindparam("known_id"),
+        AuditHead.last_hash == bindparam("known_hash"),
+    )
     .values(last_id=bindparam("last_id_"), last_hash=bindparam("last_hash_"))
 )
 
@@ -78,6 +89,20 @@ class _NewRecord:
     detail: str | None
 
 
+def _new_record(record_id: int, entry: AuditEntry) -> _NewRecord:
+    return _NewRecord(
+        record_id,
+        entry.at,
+        entry.event,
+        entry.method,
+        entry.outcome,
+        entry.account_public_id,
+        entry.certificate_thumbprint,
+        entry.address,
+        entry.detail,
+    )
+
+
 def record_fields(record: AuditRecord | _NewRecord) -> dict[str, object]:
     """A record's fields by their public names (the hash input and `certgate audit list`)."""
     return {
@@ -105,28 +130,41 @@ class AuditLog:
         # SQLite has no row locks; appends in one process are serialised here, and on PostgreSQL
         # the head row is also locked (SELECT ... FOR UPDATE) across processes.
         self._lock = threading.Lock()
+        # (id, chain hash) of the last record this process appended: see ``append``.
+        self._known_head: tuple[int, str] | None = None
 
     def _hash(self, previous_hash: str, record: AuditRecord | _NewRecord) -> str:
         message = previous_hash.encode("ascii") + b"\n" + _canonical(record)
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
     def append(self, entry: AuditEntry) -> int:
-        fields = {
-            "at": entry.at,
-            "event": entry.event,
-            "method": entry.method,
-            "outcome": entry.outcome,
-            "account_public_id": entry.account_public_id,
-            "certificate_thumbprint": entry.certificate_thumbprint,
-            "address": entry.address,
-            "detail": entry.detail,
-        }
         # The unit of work first, then the lock: on SQLite the database's own turn-taking lock
         # (gateway/storage/database.py) is always taken before this one, never after. Core
         # statements built once: every login writes a record, and an ORM unit of work here cost
         # more than the rest of the login's database work (bench/bench_login.py).
         with self.database.connection() as connection, self._lock:
-            head = connection.execute(_SELECT_HEAD).one_or_none()
+            known = self._known_head
+            if known is not None:
+                # Fast path, two statements: the head this process wrote last, moved on only if
+                # nobody moved it since (another process, or a rolled-back transaction that
+                # left ``_known_head`` ahead of the table). The UPDATE locks the head row for
+                # the rest of the transaction, as SELECT ... FOR UPDATE does below; reading
+                # the head first cost a third statement on every attempt (bench/bench_login.py).
+                record_id = known[0] + 1
+                chain_hash = self._hash(known[1], _new_record(record_id, entry))
+                moved = _ADVANCE_HEAD.execute(
+                    connection,
+                    {
+                        "known_id": known[0],
+                        "known_hash": known[1],
+                        "last_id_": record_id,
+                        "last_hash_": chain_hash,
+                    },
+                ).rowcount
+                if moved == 1:
+                    self._insert(connection, entry, record_id, known[1], chain_hash)
+                    return record_id
+            head = _SELECT_HEAD.execute(connection).one_or_none()
             previous_hash = head.last_hash if head else GENESIS_HASH
             # The id is the head's successor, chosen here rather than by the database, so the
             # record is inserted once with its chain hash: inserting it first and updating the
@@ -135,34 +173,43 @@ class AuditLog:
             # ``verify`` already insists on consecutive ids, so nothing else can take this id; a
             # writer that did would fail the insert on the primary key, not fork the chain.
             record_id = (head.last_id if head else 0) + 1
-            new_record = _NewRecord(
-                record_id,
-                entry.at,
-                entry.event,
-                entry.method,
-                entry.outcome,
-                entry.account_public_id,
-                entry.certificate_thumbprint,
-                entry.address,
-                entry.detail,
-            )
-            chain_hash = self._hash(previous_hash, new_record)
-            connection.execute(
-                _INSERT_RECORD,
-                {
-                    **fields,
-                    "id": record_id,
-                    "previous_hash": previous_hash,
-                    "chain_hash": chain_hash,
-                },
-            )
+            chain_hash = self._hash(previous_hash, _new_record(record_id, entry))
             if head is None:
-                connection.execute(
-                    _INSERT_HEAD, {"id": HEAD_ROW_ID, "last_id": record_id, "last_hash": chain_hash}
+                _INSERT_HEAD.execute(
+                    connection, {"id": HEAD_ROW_ID, "last_id": record_id, "last_hash": chain_hash}
                 )
             else:
-                connection.execute(_UPDATE_HEAD, {"last_id_": record_id, "last_hash_": chain_hash})
+                _UPDATE_HEAD.execute(connection, {"last_id_": record_id, "last_hash_": chain_hash})
+            self._insert(connection, entry, record_id, previous_hash, chain_hash)
             return record_id
+
+    def _insert(
+        self,
+        connection: Connection,
+        entry: AuditEntry,
+        record_id: int,
+        previous_hash: str,
+        chain_hash: str,
+    ) -> None:
+        _INSERT_RECORD.execute(
+            connection,
+            {
+                "id": record_id,
+                "at": entry.at,
+                "event": entry.event,
+                "method": entry.method,
+                "outcome": entry.outcome,
+                "account_public_id": entry.account_public_id,
+                "certificate_thumbprint": entry.certificate_thumbprint,
+                "address": entry.address,
+                "detail": entry.detail,
+                "previous_hash": previous_hash,
+                "chain_hash": chain_hash,
+            },
+        )
+        # Remembered before the transaction commits: if it rolls back instead, the table's head
+        # no longer matches and the next append takes the slow path, which reads the table.
+        self._known_head = (record_id, chain_hash)
 
     def records(self, *, limit: int | None = None) -> list[AuditRecord]:
         with self.database.session() as session:

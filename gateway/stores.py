@@ -23,6 +23,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from gateway.storage.database import Database
 from gateway.storage.models import Challenge, LoginAttempt, LoginSession
+from gateway.storage.prepared import Prepared
 
 log = logging.getLogger("certgate.gateway")
 
@@ -90,30 +91,38 @@ def _challenge_record(row: Any) -> ChallengeRecord:
 
 
 # The statements below run on every login. They are built once, with bind parameters, and run on
-# Core connections (``Database.connection``) rather than ORM sessions: building a statement and
-# its cache key per call, and an ORM unit of work around it, cost three to five times the SQLite
-# statement itself (bench/bench_login.py).
-_INSERT_CHALLENGE = insert(Challenge)
-_SELECT_CHALLENGE = select(
-    Challenge.id, Challenge.nonce, Challenge.binding_hash, Challenge.expires_at, Challenge.used_at
-).where(Challenge.id == bindparam("challenge_id"))
-_USE_CHALLENGE = (
+# Core connections (``Database.connection``) rather than ORM sessions, through ``Prepared``:
+# building a statement and its cache key per call, and an ORM unit of work around it, cost three
+# to five times the SQLite statement itself (bench/bench_login.py).
+_INSERT_CHALLENGE = Prepared(insert(Challenge))
+_SELECT_CHALLENGE = Prepared(
+    select(
+        Challenge.id,
+        Challenge.nonce,
+        Challenge.binding_hash,
+        Challenge.expires_at,
+        Challenge.used_at,
+    ).where(Challenge.id == bindparam("challenge_id"))
+)
+_USE_CHALLENGE = Prepared(
     update(Challenge)
     .where(Challenge.id == bindparam("challenge_id"), Challenge.used_at.is_(None))
     .values(used_at=bindparam("at"))
 )
-_INSERT_SESSION = insert(LoginSession)
-_SELECT_SESSION = select(LoginSession.__table__).where(
-    LoginSession.id_hash == bindparam("session_hash")
+_INSERT_SESSION = Prepared(insert(LoginSession))
+_SELECT_SESSION = Prepared(
+    select(LoginSession.__table__).where(LoginSession.id_hash == bindparam("session_hash"))
 )
-_TOUCH_SESSION = (
+_TOUCH_SESSION = Prepared(
     update(LoginSession)
     .where(LoginSession.id_hash == bindparam("session_hash"))
     .values(last_seen_at=bindparam("at"))
 )
-_DELETE_SESSION = delete(LoginSession).where(LoginSession.id_hash == bindparam("session_hash"))
+_DELETE_SESSION = Prepared(
+    delete(LoginSession).where(LoginSession.id_hash == bindparam("session_hash"))
+)
 _INSERT_ATTEMPT = insert(LoginAttempt)
-_COUNT_ATTEMPTS = (
+_COUNT_ATTEMPTS = Prepared(
     select(func.count())
     .select_from(LoginAttempt)
     .where(LoginAttempt.key == bindparam("key"), LoginAttempt.at >= bindparam("since"))
@@ -126,8 +135,8 @@ class SqlChallengeStore:
 
     def put(self, challenge: ChallengeRecord, *, created_at: datetime) -> None:
         with self.database.connection() as connection:
-            connection.execute(
-                _INSERT_CHALLENGE,
+            _INSERT_CHALLENGE.execute(
+                connection,
                 {
                     "id": challenge.id,
                     "nonce": challenge.nonce,
@@ -142,8 +151,8 @@ class SqlChallengeStore:
         self, challenge_id: str, *, binding_hash: str, at: datetime
     ) -> ChallengeRecord | None:
         with self.database.connection() as connection:
-            row = connection.execute(
-                _SELECT_CHALLENGE, {"challenge_id": challenge_id}
+            row = _SELECT_CHALLENGE.execute(
+                connection, {"challenge_id": challenge_id}
             ).one_or_none()
             if row is None or not hmac.compare_digest(row.binding_hash, binding_hash):
                 return None
@@ -151,7 +160,7 @@ class SqlChallengeStore:
             if row.used_at is not None:
                 return before
             # The conditional UPDATE is the single-use guarantee: one winner per challenge.
-            result = connection.execute(_USE_CHALLENGE, {"challenge_id": challenge_id, "at": at})
+            result = _USE_CHALLENGE.execute(connection, {"challenge_id": challenge_id, "at": at})
             if result.rowcount != 1:
                 return ChallengeRecord(
                     before.id, before.nonce, before.binding_hash, before.expires_at, at
@@ -182,8 +191,8 @@ class SqlSessionStore:
 
     def create(self, record: SessionRecord) -> None:
         with self.database.connection() as connection:
-            connection.execute(
-                _INSERT_SESSION,
+            _INSERT_SESSION.execute(
+                connection,
                 {
                     "id_hash": record.id_hash,
                     "account_id": record.account_id,
@@ -197,16 +206,16 @@ class SqlSessionStore:
 
     def get(self, id_hash: str) -> SessionRecord | None:
         with self.database.connection() as connection:
-            row = connection.execute(_SELECT_SESSION, {"session_hash": id_hash}).one_or_none()
+            row = _SELECT_SESSION.execute(connection, {"session_hash": id_hash}).one_or_none()
             return _session_record(row) if row else None
 
     def touch(self, id_hash: str, *, at: datetime) -> None:
         with self.database.connection() as connection:
-            connection.execute(_TOUCH_SESSION, {"session_hash": id_hash, "at": at})
+            _TOUCH_SESSION.execute(connection, {"session_hash": id_hash, "at": at})
 
     def delete(self, id_hash: str) -> None:
         with self.database.connection() as connection:
-            connection.execute(_DELETE_SESSION, {"session_hash": id_hash})
+            _DELETE_SESSION.execute(connection, {"session_hash": id_hash})
 
     def delete_for_account(self, account_id: int) -> int:
         with self.database.session() as session:
@@ -235,8 +244,8 @@ class SqlAttemptStore:
 
     def count(self, key: str, *, since: datetime) -> int:
         with self.database.connection() as connection:
-            found = connection.execute(_COUNT_ATTEMPTS, {"key": key, "since": since}).scalar()
-            return int(found or 0)
+            row = _COUNT_ATTEMPTS.execute(connection, {"key": key, "since": since}).one_or_none()
+            return int(row[0] or 0) if row else 0
 
     def failures_since_success(self, key: str, *, since: datetime) -> int:
         with self.database.session() as session:

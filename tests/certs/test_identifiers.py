@@ -9,9 +9,7 @@ from certs.identifiers import (
 )
 
 
-@pytest.mark.parametrize(
-    "code", ["91110000600037341L", "9144030071526726XG", "91440300MA5H8REU3K"]
-)
+@pytest.mark.parametrize("code", ["91110000600037341L", "9144030071526726XG", "91440300MA5H8REU3K"])
 def test_real_social_credit_codes_are_valid(code):
     assert is_valid_uscc(code)
 

@@ -7,7 +7,7 @@ validator. Production code gets its chains only from ``certs.validation``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -26,6 +26,7 @@ from certs.mapping import (
     Lookup,
     MappingRule,
     MappingRuleError,
+    Probe,
     resolve_account,
 )
 from certs.policy import TrustAnchor
@@ -74,15 +75,17 @@ class InMemoryDirectory:
     def register(self, account: AccountRef, identity_field: IdentityField, value: str) -> None:
         self.identifiers.setdefault((account.kind, identity_field, value), set()).add(account)
 
-    def accounts_bound_to(self, binding: BindingKind, value: str) -> set[AccountRef]:
-        self.queries.append((str(binding), value))
-        return set(self.bindings.get((binding, value), set()))
-
-    def accounts_with(
-        self, account_kind: AccountKind, identity_field: IdentityField, value: str
-    ) -> set[AccountRef]:
-        self.queries.append((str(account_kind), str(identity_field), value))
-        return set(self.identifiers.get((account_kind, identity_field, value), set()))
+    def look_up(self, probes: Sequence[Probe]) -> dict[Probe, set[AccountRef]]:
+        found = {}
+        for probe in probes:
+            if isinstance(probe.step, BindingKind):
+                self.queries.append((str(probe.step), probe.value))
+                found[probe] = set(self.bindings.get((probe.step, probe.value), set()))
+            else:
+                kind, identity_field = probe.step.account_kind, probe.step.identity_field
+                self.queries.append((str(kind), str(identity_field), probe.value))
+                found[probe] = set(self.identifiers.get((kind, identity_field, probe.value), set()))
+        return found
 
     def queried_values(self) -> Iterable[str]:
         return (query[-1] for query in self.queries)

@@ -11,7 +11,7 @@ from flask import Flask
 from sqlalchemy import text
 
 from gateway.accounts import AccountService
-from gateway.audit import get_audit_log
+from gateway.audit import AuditEntry, AuditLog, get_audit_log
 from gateway.cli import main
 from gateway.clock import FixedClock
 from tests.gateway.conftest import DATA_KEY, ORIGIN, PASSWORD, post_json
@@ -111,6 +111,34 @@ def test_recomputed_plain_hashes_do_not_pass(trail: Flask) -> None:
         trail, "UPDATE audit_head SET last_hash = '" + hashlib.sha256(b"forged").hexdigest() + "'"
     )
     assert get_audit_log(trail).verify()
+
+
+def entry(clock: FixedClock, event: str) -> AuditEntry:
+    return AuditEntry(event=event, outcome="ok", at=clock.now(), method="cli", address="local")
+
+
+def test_appends_from_another_process_keep_one_chain(trail: Flask, clock: FixedClock) -> None:
+    # A second AuditLog on the same database stands for another process (the operator CLI,
+    # another gateway): each one's appends must chain onto the other's.
+    log = get_audit_log(trail)
+    other = AuditLog(log.database, log._key)
+    ids = [
+        writer.append(entry(clock, f"step-{n}"))
+        for n, writer in enumerate([log, other, other, log, log, other])
+    ]
+    assert ids == list(range(5, 11))
+    assert [r.event for r in log.records()][-6:] == [f"step-{n}" for n in range(6)]
+    assert log.verify() == []
+
+
+def test_a_rolled_back_append_leaves_no_gap(trail: Flask, clock: FixedClock) -> None:
+    log = get_audit_log(trail)
+    with pytest.raises(RuntimeError), log.database.connection():
+        log.append(entry(clock, "rolled-back"))
+        raise RuntimeError("the login failed after its audit record")
+    assert log.append(entry(clock, "kept")) == 5
+    assert [r.event for r in log.records()][-1] == "kept"
+    assert log.verify() == []
 
 
 def cli_env(app: Flask) -> dict[str, str]:
