@@ -508,9 +508,9 @@ class SqlAccountDirectory:
 
     def __init__(self, service: AccountService) -> None:
         self.service = service
-        # Every account row the look-up returned, by public id: the probes read whole rows so
-        # that the login's account read (find_for_login) is served from here rather than by
-        # one more statement (bench/bench_login.py).
+        # Every account row the look-up returned, by public id: the probes read what the login
+        # needs of the account, so that its account read (find_for_login) is served from here
+        # rather than by one more statement (bench/bench_login.py).
         self.rows: dict[str, Any] = {}
 
     def look_up(self, probes: Sequence[Probe]) -> dict[Probe, set[AccountRef]]:
@@ -552,8 +552,19 @@ _FIELD_LOOKUPS: Mapping[IdentityField, tuple[Any, Callable[[AccountService, str]
     IdentityField.EMAIL: (Account.email, lambda _s, v: v.lower()),
 }
 # Built once with bind parameters: a statement built per call costs more than running it.
+# What signing in reads of an account (``LoginAccount``): no sealed personal data, and no
+# column the login would only convert and drop.
+_LOGIN_COLUMNS = (
+    Account.id,
+    Account.public_id,
+    Account.kind,
+    Account.status,
+    Account.display_name,
+    Account.unified_social_credit_code,
+    Account.locked_until,
+)
 _ACCOUNT_BY_PUBLIC_ID = Prepared(
-    select(*Account.__table__.columns).where(Account.public_id == bindparam("public_id"))
+    select(*_LOGIN_COLUMNS).where(Account.public_id == bindparam("public_id"))
 )
 
 
@@ -572,8 +583,8 @@ def _probe_statement(shape: tuple[BindingKind | IdentityField | None, ...]) -> P
     ``kind<n>`` and ``value<n>``."""
     branches = []
     for index, kind in enumerate(shape):
-        # Whole rows (see SqlAccountDirectory.rows); the tag says which probe found the row.
-        branch = select(literal_column(str(index)).label("probe"), *Account.__table__.columns)
+        # Login rows (see SqlAccountDirectory.rows); the tag says which probe found the row.
+        branch = select(literal_column(str(index)).label("probe"), *_LOGIN_COLUMNS)
         if isinstance(kind, BindingKind):
             branch = branch.join(
                 CertificateBinding, CertificateBinding.account_id == Account.id

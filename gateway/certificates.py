@@ -56,9 +56,12 @@ class CertificateCatalogue:
             while len(self._recorded) > RECORDED_MEMORY:
                 self._recorded.popitem(last=False)
 
-    def record(self, certificate: x509.Certificate, *, at: datetime) -> None:
-        """Keep ``certificate``'s details (once; later calls for it cost a set lookup)."""
-        thumbprint = certificate.fingerprint(hashes.SHA256()).hex()
+    def record(
+        self, certificate: x509.Certificate, *, at: datetime, thumbprint: str | None = None
+    ) -> None:
+        """Keep ``certificate``'s details (once; later calls for it cost a set lookup).
+        ``thumbprint``: its SHA-256 thumbprint, when the caller has it already."""
+        thumbprint = thumbprint or certificate.fingerprint(hashes.SHA256()).hex()
         if self._already_recorded(thumbprint):
             return
         row = CertificateDetails(

@@ -150,29 +150,37 @@ def _check_account_state(account: Account | LoginAccount) -> None:
 
 
 def _certificate_login(
-    leaf: x509.Certificate, intermediates: list[x509.Certificate], keys: list[str]
-) -> LoginAccount:
-    """Chain, revocation and mapping: the account this certificate signs in to."""
+    leaf: x509.Certificate,
+    intermediates: list[x509.Certificate],
+    keys: list[str],
+    amr: tuple[str, ...],
+) -> Response:
+    """Chain, revocation and mapping, then the login: the session for the account this
+    certificate signs in to."""
     now = clock.now()
+    # Validation first and outside any database transaction: revocation may wait on a CRL or
+    # OCSP fetch, which must not hold a connection or SQLite's write turn.
     chain = get_engine().validate(leaf, intermediates, at=now)
     context = g.certgate_audit
     context.notes.extend(scrub_detail(warning) for warning in chain.warnings)
     accounts = get_accounts()
-    # The binding and identity look-ups and the account read share one read connection, outside
-    # the writers' turn-taking lock (Database.reading): up to four connections before.
     directory = SqlAccountDirectory(accounts)
-    with accounts.database.reading():
+    # The look-up and the login's writes share one connection and one transaction (the
+    # look-up is a single statement, so the write turn is held only as long as the writes
+    # need it); a connection of its own for the read cost a check-out and a check-in per login
+    # (bench/bench_login.py).
+    with accounts.database.connection():
         match = resolve_account(chain, chain.anchor.mapping_rule, directory)
         context.account_public_id = match.account.account_id
         context.notes.append(f"matched by {match.matched_by} under {match.trust_anchor!r}")
         account = accounts.find_for_login(match.account.account_id, directory=directory)
-    keys.append(account_key(account.id))
-    get_guard().check_subject(account_key(account.id), now)
-    _check_account_state(account)
-    # Subject, issuer and expiry for the account page: written once per certificate (a set
-    # lookup on later logins, so not a cost on the hot path).
-    get_certificates().record(leaf, at=now)
-    return account
+        keys.append(account_key(account.id))
+        get_guard().check_subject(account_key(account.id), now)
+        _check_account_state(account)
+        # Subject, issuer and expiry for the account page: written once per certificate (a
+        # set lookup on later logins, so not a cost on the hot path).
+        get_certificates().record(leaf, at=now, thumbprint=context.certificate_thumbprint)
+        return _success(account, amr, keys)
 
 
 # --- challenge ------------------------------------------------------------------------------------
@@ -265,8 +273,7 @@ def token_login() -> Response:
         keys.append(f"certificate:{thumbprint}")
         guard.check_subject(keys[-1], now)
         check_signing_key_usage(leaf)
-        account = _certificate_login(leaf, intermediates, keys)
-    return _success(account, AMR_TOKEN, keys)
+        return _certificate_login(leaf, intermediates, keys, AMR_TOKEN)
 
 
 # --- TLS client certificate from a reverse proxy -------------------------------------------------
@@ -301,8 +308,7 @@ def tls_login() -> Response:
     keys = [address_key(address()), f"certificate:{thumbprint}"]
     with _attempt(keys):
         get_guard().check_subject(f"certificate:{thumbprint}", now)
-        account = _certificate_login(leaf, intermediates, keys)
-    return _success(account, AMR_TLS, keys)
+        return _certificate_login(leaf, intermediates, keys, AMR_TLS)
 
 
 # --- password ------------------------------------------------------------------------------------
