@@ -73,8 +73,8 @@ class Database:
         self._turn: threading.RLock | None = (
             threading.RLock() if self.engine.dialect.name == "sqlite" else None
         )
-        # The Core connection a thread has open, if any: ``connection()`` and ``reading()``
-        # calls inside it join its transaction (one commit) instead of opening another.
+        # The Core connection a thread has open, if any: ``connection()`` calls inside it join
+        # its transaction (one commit) instead of opening another.
         self._open = threading.local()
         self._process_claim: str | None = None
 
@@ -119,22 +119,6 @@ class Database:
                 yield connection
             finally:
                 self._open.connection = None
-
-    @contextmanager
-    def reading(self) -> Iterator[None]:
-        """A read-only stretch: ``connection()`` calls inside share one connection and skip the
-        turn-taking lock. In WAL mode readers never wait for the writer, so look-ups (bindings,
-        the mapped account) need not queue behind other threads' commits. Write nothing in it."""
-        if getattr(self._open, "connection", None) is not None:
-            yield
-            return
-        with self.engine.connect() as connection:
-            self._open.connection = connection
-            try:
-                yield
-            finally:
-                self._open.connection = None
-                connection.rollback()
 
     def claim_single_process(self) -> None:
         """Refuse to start when another process already answers logins from this SQLite file
