@@ -581,10 +581,10 @@ def _probe_statement(shape: tuple[BindingKind | IdentityField | None, ...]) -> P
     """One SELECT per probe, tagged with the probe's position, as one statement. Built once per
     shape (a trust anchor's rule gives the same shape on every login); values are parameters
     ``kind<n>`` and ``value<n>``."""
-    branches = []
+    branches: list[Any] = []
     for index, kind in enumerate(shape):
         # Login rows (see SqlAccountDirectory.rows); the tag says which probe found the row.
-        branch = select(literal_column(str(index)).label("probe"), *_LOGIN_COLUMNS)
+        branch: Any = select(literal_column(str(index)).label("probe"), *_LOGIN_COLUMNS)
         if isinstance(kind, BindingKind):
             branch = branch.join(
                 CertificateBinding, CertificateBinding.account_id == Account.id

@@ -26,6 +26,7 @@ from flask import (
     request,
     url_for,
 )
+from werkzeug.wrappers import Response as BaseResponse
 
 import web
 from gateway import account_api, clock
@@ -147,19 +148,19 @@ def _page(template: str, **context: Any) -> Response:
 
 
 @bp.get("/")
-def index() -> Response:
+def index() -> BaseResponse:
     return redirect(url_for("web.account_page" if _signed_in() else "web.login_page"))
 
 
 @bp.get("/login")
-def login_page() -> Response:
+def login_page() -> BaseResponse:
     if _signed_in():
         return redirect(url_for("web.account_page"))
     return _page("login.html", reason=request.args.get("reason", ""))
 
 
 @bp.get("/account")
-def account_page() -> Response:
+def account_page() -> BaseResponse:
     if not _signed_in():
         return redirect(url_for("web.login_page"))
     return _page("account.html")
