@@ -45,7 +45,12 @@ def make_engine(url: str) -> Engine:
         parsed = make_url(url)
     except Exception as exc:  # noqa: BLE001 - sqlalchemy raises ArgumentError and others
         raise ConfigError(f"database_url: not a database URL ({exc.__class__.__name__})") from None
-    engine = create_engine(parsed)
+    if parsed.get_backend_name() == "sqlite":
+        # Each thread keeps a connection (Database.connection), so the pool must not cap the
+        # number of threads: SQLite connections are a file handle and a page cache each.
+        engine = create_engine(parsed, max_overflow=-1)
+    else:
+        engine = create_engine(parsed)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _on_sqlite_connect)
     return engine
@@ -76,6 +81,12 @@ class Database:
         # The Core connection a thread has open, if any: ``connection()`` calls inside it join
         # its transaction (one commit) instead of opening another.
         self._open = threading.local()
+        # SQLite: the connection each thread keeps between its units of work (see connection()),
+        # and all of them, to close with the database.
+        self._kept = threading.local()
+        self._all_kept: list[Connection] = []
+        self._kept_lock = threading.Lock()
+        self._keep_connections = self.engine.dialect.name == "sqlite"
         self._process_claim: str | None = None
 
     @contextmanager
@@ -113,12 +124,51 @@ class Database:
         if joined is not None:
             yield joined
             return
-        with self._taking_turns(), self.engine.begin() as connection:
+        if not self._keep_connections:
+            with self._taking_turns(), self.engine.begin() as connection:
+                self._open.connection = connection
+                try:
+                    yield connection
+                finally:
+                    self._open.connection = None
+            return
+        with self._taking_turns():
+            connection = self._kept_connection()
             self._open.connection = connection
             try:
-                yield connection
+                with connection.begin():
+                    yield connection
+            except BaseException:
+                # Rolled back by begin(); after a failure the next unit of work gets a fresh
+                # connection rather than one in a state nobody has looked at.
+                self._drop_kept(connection)
+                raise
             finally:
                 self._open.connection = None
+
+    def _kept_connection(self) -> Connection:
+        """This thread's connection, kept checked out between its units of work (SQLite only).
+
+        Checking a connection out of the pool and back in, with the ``Connection`` built
+        around it, cost about a tenth of a certificate login (bench/bench_login.py); a thread
+        runs one unit of work at a time, so it can keep its own. Idle between units of work:
+        no transaction stays open, so no read snapshot goes stale and checkpoints are not held
+        up. The server's worker threads live as long as it does; a thread that ends leaves its
+        connection to ``close()``."""
+        connection: Connection | None = getattr(self._kept, "connection", None)
+        if connection is None or connection.closed or connection.invalidated:
+            connection = self.engine.connect()
+            self._kept.connection = connection
+            with self._kept_lock:
+                self._all_kept.append(connection)
+        return connection
+
+    def _drop_kept(self, connection: Connection) -> None:
+        self._kept.connection = None
+        with self._kept_lock:
+            if connection in self._all_kept:
+                self._all_kept.remove(connection)
+        connection.close()
 
     def claim_single_process(self) -> None:
         """Refuse to start when another process already answers logins from this SQLite file
@@ -172,6 +222,10 @@ class Database:
 
     def close(self) -> None:
         self._release_claim()
+        with self._kept_lock:
+            kept, self._all_kept = self._all_kept, []
+        for connection in kept:
+            connection.close()
         self.engine.dispose()
 
 

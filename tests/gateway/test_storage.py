@@ -143,3 +143,51 @@ def test_upgrade_from_the_first_revision_keeps_data(tmp_path: Path, clock: Fixed
         row = connection.execute(text("SELECT name, intermediates_pem FROM trust_anchors")).one()
     assert tuple(row) == ("old", None)
     database.close()
+
+
+def test_threads_keep_their_connection_and_a_failure_replaces_it(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'kept.sqlite3'}")
+    database.migrate()
+    with database.connection() as first:
+        first.execute(text("CREATE TABLE notes (body TEXT)"))
+    with database.connection() as again:
+        assert again is first  # kept between units of work
+        again.execute(text("INSERT INTO notes VALUES ('kept')"))
+    with pytest.raises(RuntimeError), database.connection() as failing:
+        failing.execute(text("INSERT INTO notes VALUES ('rolled back')"))
+        raise RuntimeError("the unit of work failed")
+    with database.connection() as fresh:
+        assert fresh is not first and first.closed
+        assert fresh.execute(text("SELECT body FROM notes")).scalars().all() == ["kept"]
+    database.close()
+    assert fresh.closed
+
+
+def test_more_threads_than_the_pool_size_all_get_a_connection(tmp_path: Path) -> None:
+    # Every thread keeps a connection, so the pool must not make the 16th thread wait.
+    import threading
+
+    database = Database(f"sqlite:///{tmp_path / 'threads.sqlite3'}")
+    database.migrate()
+    with database.connection() as connection:
+        connection.execute(text("CREATE TABLE hits (n INTEGER)"))
+    started = threading.Barrier(24)
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            with database.connection() as connection:
+                connection.execute(text("INSERT INTO hits VALUES (:n)"), {"n": n})
+            started.wait(timeout=20)  # all 24 hold a kept connection at once
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    with database.connection() as connection:
+        assert connection.execute(text("SELECT count(*) FROM hits")).scalar() == 24
+    database.close()
