@@ -23,6 +23,7 @@ call, nor for ``executemany``: use Core there.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import namedtuple
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -66,8 +67,11 @@ class Prepared:
 
     def __init__(self, statement: Executable) -> None:
         self.statement = statement
-        # Per dialect: how to run the statement directly, or None to run it through Core.
-        self._compiled: dict[Dialect, _Compiled | None] = {}
+        # Per dialect (one per engine, so weakly held): how to run the statement directly, or
+        # None to run it through Core.
+        self._compiled: weakref.WeakKeyDictionary[Dialect, _Compiled | None] = (
+            weakref.WeakKeyDictionary()
+        )
         self._lock = threading.Lock()
 
     def execute(
