@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,6 +39,8 @@ SOFTHSM_UTIL = "softhsm2-util"
 CONF_NAME = "softhsm2.conf"
 TOKENS_DIR_NAME = "tokens"
 CERTIFICATES_DIR_NAME = "certificates"
+TOKEN_OBJECT_NAME = "token.object"  # SoftHSM's file store: present while a token exists
+EMPTIED_TOKEN_ATTEMPTS = 50
 KEY_TYPES = ("rsa2048", "p256", "ed25519")
 TOKEN_LABEL_MAX_BYTES = 32  # CK_TOKEN_INFO.label
 PIN_LENGTHS = range(4, 256)  # what SoftHSM accepts
@@ -182,6 +185,21 @@ class ProvisionedCertificate:
     chain_path: Path
 
 
+def _remove_emptied_token_directories(directories: Sequence[Path]) -> None:
+    """Remove the token directories that no longer hold a token (no ``token.object``), trying
+    again for a while if another process keeps putting a lock file back into one."""
+    for attempt in range(EMPTIED_TOKEN_ATTEMPTS):
+        left = [d for d in directories if d.exists() and not (d / TOKEN_OBJECT_NAME).exists()]
+        if not left:
+            return
+        for directory in left:
+            shutil.rmtree(directory, ignore_errors=True)
+        time.sleep(0.01 * attempt)
+    raise SoftHsmError(
+        "a deleted token's directory could not be removed: another process keeps using it"
+    )
+
+
 @dataclass(frozen=True)
 class SoftHsmKit:
     """A private SoftHSM token directory and the operations on its tokens."""
@@ -247,7 +265,17 @@ class SoftHsmKit:
     def delete_token(self, label: str) -> None:
         """Remove a token and its certificate files: the USB key is pulled out for good."""
         token = self.token(label)
-        self._run_util("--delete-token", "--token", label)
+        directories = [path for path in self.tokens_directory.iterdir() if path.is_dir()]
+        try:
+            self._run_util("--delete-token", "--token", label)
+        except SoftHsmError:
+            # softhsm2-util deletes the token's files, then its directory. A process that has
+            # the token open (the signing agent looking for tokens) can create a lock file in
+            # it in between, and the last step then fails with the token already gone. Finish
+            # the removal in that case; a token that is still there is a real failure.
+            if any(other.serial == token.serial for other in self.list_tokens()):
+                raise
+            _remove_emptied_token_directories(directories)
         shutil.rmtree(self.certificates_directory / token.serial, ignore_errors=True)
 
     def token(self, label: str, pin: str | None = None) -> SoftHsmToken:

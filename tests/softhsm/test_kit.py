@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -236,6 +237,42 @@ def test_delete_token_removes_it_and_its_certificate_files(
         kit.token(softhsm_token.token_label)
     with pytest.raises(TokenNotFound):
         kit.delete_token(softhsm_token.token_label)
+
+
+def test_delete_token_finishes_when_another_process_holds_the_token_open(
+    softhsm_token: SoftHsmCredential,
+) -> None:
+    # The signing agent looking for tokens opens them, and SoftHSM then (re)creates the token's
+    # lock file; softhsm2-util's last step (removing the directory) fails if that happens while
+    # it deletes. Recreating the lock file as fast as possible makes that race certain.
+    kit = softhsm_token.kit
+    directories = [d for d in kit.tokens_directory.iterdir() if d.is_dir()]
+    (directory,) = [  # SoftHSM names the directory by a UUID; token.object holds the label
+        d
+        for d in directories
+        if softhsm_token.token_label.encode() in (d / "token.object").read_bytes()
+    ]
+    others = [d for d in directories if d != directory]
+    deleting = threading.Event()
+
+    def keep_opening() -> None:
+        while not deleting.is_set():
+            try:
+                (directory / "token.lock").touch()
+            except OSError:
+                pass  # the directory is gone
+
+    opener = threading.Thread(target=keep_opening)
+    opener.start()
+    try:
+        kit.delete_token(softhsm_token.token_label)
+    finally:
+        deleting.set()
+        opener.join()
+    assert softhsm_token.token_label not in {token.label for token in kit.list_tokens()}
+    assert not directory.exists()
+    assert not softhsm_token.provisioned.cert_path.exists()
+    assert all((d / "token.object").exists() for d in others)  # other tokens are untouched
 
 
 def test_kits_in_separate_directories_do_not_see_each_other(tmp_path: Path) -> None:
