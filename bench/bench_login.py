@@ -5,7 +5,9 @@ SQLite database in a temporary folder, trusting a test PKI made for the run. 8 c
 this process, each on its own keep-alive connection, repeat:
 
 - **bare**: ``GET /api/v1/session`` without a cookie (routing, origin and cookie checks, the JSON
-  error answer; no database write), the reference for what one request costs;
+  error answer; no database write), the reference for what one request costs. Half of them run
+  before the logins and half after, counted together, so that the machine's drift during the run
+  does not favour either side;
 - **login**: ``POST /api/v1/login/challenge`` then ``POST /api/v1/login/token`` with the
   challenge signed by a software key over the bytes the signing agent signs
   (``tokens.login_message.login_message``), with an RSA-2048 or a P-256 certificate from the test
@@ -78,6 +80,17 @@ class Phase:
     @property
     def server_cpu_per_operation(self) -> float:
         return self.server_cpu / self.operations if self.operations else 0.0
+
+    def joined(self, other: Phase) -> Phase:
+        """This phase and ``other`` counted as one."""
+        return Phase(
+            self.name,
+            self.operations + other.operations,
+            self.seconds + other.seconds,
+            self.latencies + other.latencies,
+            self.errors + other.errors,
+            self.server_cpu + other.server_cpu,
+        )
 
     def percentile(self, fraction: float) -> float:
         ordered = sorted(self.latencies)
@@ -323,13 +336,17 @@ def run(*, logins: int = 100, bare: int = 400) -> Result:
                 run_phase("warm-up", clients, _logging_in(certificates[label]), 5)
             run_phase("warm-up", clients, lambda _n, c: c.bare(), 20)
             pid = process.pid
-            bare_phase = run_phase("bare", clients, lambda _n, c: c.bare(), bare, server_pid=pid)
+            # Bare requests before and after the logins, counted together: the machine's speed
+            # drifts during a run, and one bare phase ahead of the logins skewed the ratio.
+            before = run_phase("bare", clients, lambda _n, c: c.bare(), bare // 2, server_pid=pid)
             login_phases = {
                 label: run_phase(
                     label, clients, _logging_in(certificates[label]), logins, server_pid=pid
                 )
                 for label in certificates
             }
+            after = run_phase("bare", clients, lambda _n, c: c.bare(), bare // 2, server_pid=pid)
+            bare_phase = before.joined(after)
         finally:
             for client in clients:
                 client.close()
