@@ -29,6 +29,7 @@ from gateway.storage.prepared import Prepared
 EXTENSION = "certgate.audit"
 GENESIS_HASH = "0" * 64
 HEAD_ROW_ID = 1
+HEAD_ATTEMPTS = 5  # reads of a head other writers keep moving, before giving up
 
 _SELECT_HEAD = Prepared(
     select(AuditHead.last_id, AuditHead.last_hash)
@@ -37,12 +38,7 @@ _SELECT_HEAD = Prepared(
 )
 _INSERT_RECORD = Prepared(insert(AuditRecord))
 _INSERT_HEAD = Prepared(insert(AuditHead))
-_UPDATE_HEAD = Prepared(
-    update(AuditHead)
-    .where(AuditHead.id == HEAD_ROW_ID)
-    .values(last_id=bindparam("last_id_"), last_hash=bindparam("last_hash_"))
-)
-# Moves the head on only if it is still where this process last left it (see AuditLog.append).
+# Moves the head on only if it is still where the appender read or left it (AuditLog.append).
 _ADVANCE_HEAD = Prepared(
     update(AuditHead)
     .where(
@@ -143,45 +139,57 @@ class AuditLog:
         # statements built once: every login writes a record, and an ORM unit of work here cost
         # more than the rest of the login's database work (bench/bench_login.py).
         with self.database.connection() as connection, self._lock:
+            # Usually two statements: the head this process wrote last is moved on only if
+            # nobody moved it since; reading the head first cost a third statement on every
+            # attempt (bench/bench_login.py). Otherwise (first append, another process appended,
+            # or a rolled-back transaction left ``_known_head`` ahead of the table) the head is
+            # read, locked (SELECT ... FOR UPDATE on PostgreSQL), and moved on the same way.
             known = self._known_head
-            if known is not None:
-                # Fast path, two statements: the head this process wrote last, moved on only if
-                # nobody moved it since (another process, or a rolled-back transaction that
-                # left ``_known_head`` ahead of the table). The UPDATE locks the head row for
-                # the rest of the transaction, as SELECT ... FOR UPDATE does below; reading
-                # the head first cost a third statement on every attempt (bench/bench_login.py).
-                record_id = known[0] + 1
-                chain_hash = self._hash(known[1], _new_record(record_id, entry))
-                moved = _ADVANCE_HEAD.execute(
-                    connection,
-                    {
-                        "known_id": known[0],
-                        "known_hash": known[1],
-                        "last_id_": record_id,
-                        "last_hash_": chain_hash,
-                    },
-                ).rowcount
-                if moved == 1:
-                    self._insert(connection, entry, record_id, known[1], chain_hash)
+            for _attempt in range(HEAD_ATTEMPTS):
+                if known is None:
+                    head = _SELECT_HEAD.execute(connection).one_or_none()
+                    if head is None:
+                        return self._first(connection, entry)
+                    known = (head.last_id, head.last_hash)
+                record_id = self._advance(connection, entry, known)
+                if record_id is not None:
                     return record_id
-            head = _SELECT_HEAD.execute(connection).one_or_none()
-            previous_hash = head.last_hash if head else GENESIS_HASH
-            # The id is the head's successor, chosen here rather than by the database, so the
-            # record is inserted once with its chain hash: inserting it first and updating the
-            # hash in after cost a statement per attempt (bench/bench_login.py). The head row is
-            # locked (this lock, the SQLite write turn, or FOR UPDATE on PostgreSQL), and
-            # ``verify`` already insists on consecutive ids, so nothing else can take this id; a
-            # writer that did would fail the insert on the primary key, not fork the chain.
-            record_id = (head.last_id if head else 0) + 1
-            chain_hash = self._hash(previous_hash, _new_record(record_id, entry))
-            if head is None:
-                _INSERT_HEAD.execute(
-                    connection, {"id": HEAD_ROW_ID, "last_id": record_id, "last_hash": chain_hash}
-                )
-            else:
-                _UPDATE_HEAD.execute(connection, {"last_id_": record_id, "last_hash_": chain_hash})
-            self._insert(connection, entry, record_id, previous_hash, chain_hash)
-            return record_id
+                known = None
+            raise RuntimeError("the audit head keeps moving: another writer holds it")
+
+    def _advance(
+        self, connection: Connection, entry: AuditEntry, known: tuple[int, str]
+    ) -> int | None:
+        """Append after the head ``known`` if it is still the head; None if it has moved.
+
+        The id is the head's successor, chosen here rather than by the database, so the record
+        is inserted once with its chain hash: inserting it first and updating the hash in after
+        cost a statement per attempt (bench/bench_login.py). The conditional UPDATE locks the
+        head row for the rest of the transaction, and ``verify`` insists on consecutive ids, so
+        nothing else can take this id; a writer that did would fail the insert on the primary
+        key, not fork the chain."""
+        record_id = known[0] + 1
+        chain_hash = self._hash(known[1], _new_record(record_id, entry))
+        moved = _ADVANCE_HEAD.execute(
+            connection,
+            {
+                "known_id": known[0],
+                "known_hash": known[1],
+                "last_id_": record_id,
+                "last_hash_": chain_hash,
+            },
+        ).rowcount
+        if moved != 1:
+            return None
+        self._insert(connection, entry, record_id, known[1], chain_hash)
+        return record_id
+
+    def _first(self, connection: Connection, entry: AuditEntry) -> int:
+        """The first record, and the head row with it."""
+        chain_hash = self._hash(GENESIS_HASH, _new_record(1, entry))
+        _INSERT_HEAD.execute(connection, {"id": HEAD_ROW_ID, "last_id": 1, "last_hash": chain_hash})
+        self._insert(connection, entry, 1, GENESIS_HASH, chain_hash)
+        return 1
 
     def _insert(
         self,
@@ -208,7 +216,7 @@ class AuditLog:
             },
         )
         # Remembered before the transaction commits: if it rolls back instead, the table's head
-        # no longer matches and the next append takes the slow path, which reads the table.
+        # no longer matches, and the next append reads it.
         self._known_head = (record_id, chain_hash)
 
     def records(self, *, limit: int | None = None) -> list[AuditRecord]:
