@@ -685,10 +685,25 @@ def _subject_alternative_names(extensions: x509.Extensions) -> list[x509.General
     return []
 
 
+@functools.lru_cache(maxsize=256)
+def _issuer_subject_dn(issuer: x509.Certificate) -> str:
+    return canonical_dn(issuer.subject)
+
+
 def extract_identity(
-    certificate: x509.Certificate, profile: IdentityProfile | None = None
+    certificate: x509.Certificate,
+    profile: IdentityProfile | None = None,
+    *,
+    issuer: x509.Certificate | None = None,
+    sha256: str | None = None,
 ) -> CertificateIdentity:
     """Everything CertGate reads about the holder from ``certificate``.
+
+    ``issuer`` is the certificate that issued it, from a validated path, and ``sha256`` its
+    thumbprint when the caller already has it: a login passes both, so that the issuer's
+    canonical DN comes from a cache of one entry per CA (path validation matched the leaf's
+    issuer name to that certificate's subject, and names that match have one canonical form)
+    and the thumbprint is not hashed twice. Without them, both are read from ``certificate``.
 
     Raises ``CertificateUntrusted`` only for a certificate whose extensions cannot be parsed.
     """
@@ -719,7 +734,9 @@ def extract_identity(
     settled, invalid = _settle(found)
 
     subject_dn = canonical_dn(subject)
-    issuer_dn = canonical_dn(certificate.issuer)
+    issuer_dn = (
+        _issuer_subject_dn(issuer) if issuer is not None else canonical_dn(certificate.issuer)
+    )
     serial = serial_hex(certificate.serial_number)
     return CertificateIdentity(
         subject_dn=subject_dn,
@@ -729,7 +746,7 @@ def extract_identity(
         serial=serial,
         issuer_dn=issuer_dn,
         issuer_serial=issuer_serial_key(issuer_dn, serial),
-        sha256=certificate.fingerprint(hashes.SHA256()).hex(),
+        sha256=sha256 or certificate.fingerprint(hashes.SHA256()).hex(),
         subject_serial_number=serial_numbers[0] if serial_numbers else None,
         unified_social_credit_code=settled.get(UNIFIED_SOCIAL_CREDIT_CODE),
         id_card_number=settled.get(ID_CARD_NUMBER),

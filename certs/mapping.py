@@ -283,16 +283,22 @@ def _decide(
 
 
 def resolve_account(
-    chain: VerifiedChain, rule: MappingRule, directory: AccountDirectory
+    chain: VerifiedChain,
+    rule: MappingRule,
+    directory: AccountDirectory,
+    *,
+    leaf_sha256: str | None = None,
 ) -> AccountMatch:
     """The one account ``chain``'s leaf maps to under ``rule``.
+
+    ``leaf_sha256``: the leaf's thumbprint (hex), when the caller has computed it already.
 
     Raises ``AccountNotFound`` when nothing matches and ``AccountAmbiguous`` when the deciding
     step finds more than one account.
     """
     if not isinstance(chain, VerifiedChain):
         raise TypeError("resolve_account takes a VerifiedChain from the path validator")
-    identity = extract_identity(chain.leaf, rule.profile)
+    identity = extract_identity(chain.leaf, rule.profile, issuer=chain.issuer, sha256=leaf_sha256)
     anchor = chain.anchor.display_name
 
     # Every step's probes, in the order they decide; invalid identifiers never become probes.

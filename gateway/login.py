@@ -170,7 +170,12 @@ def _certificate_login(
     # need it); a connection of its own for the read cost a check-out and a check-in per login
     # (bench/bench_login.py).
     with accounts.database.connection():
-        match = resolve_account(chain, chain.anchor.mapping_rule, directory)
+        match = resolve_account(
+            chain,
+            chain.anchor.mapping_rule,
+            directory,
+            leaf_sha256=context.certificate_thumbprint,
+        )
         context.account_public_id = match.account.account_id
         context.notes.append(f"matched by {match.matched_by} under {match.trust_anchor!r}")
         account = accounts.find_for_login(match.account.account_id, directory=directory)

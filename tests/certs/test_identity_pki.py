@@ -46,3 +46,20 @@ def test_bad_checksums_from_the_pki_are_flagged(test_pki, kind, identifier, fiel
     identity = extract_identity(issued.certificate)
     assert getattr(identity, field) is None
     assert [i.field for i in identity.invalid] == [field]
+
+
+def test_a_login_reads_the_issuer_dn_and_thumbprint_it_already_has(test_pki):
+    """The login path passes the validated issuer and the thumbprint it computed: the identity
+    is the same as one read from the certificate alone, issuer+serial binding key included."""
+    issued = test_pki.issue("enterprise", "某某建设有限公司", uscc=USCC, at=PKI_EPOCH)
+    alone = extract_identity(issued.certificate)
+    given = extract_identity(issued.certificate, issuer=issued.chain[0], sha256=alone.sha256)
+    assert given == alone
+    assert given.issuer_serial == alone.issuer_serial
+    # The per-CA cache answers for the issuer, not for whichever certificate asked first.
+    other = test_pki.issue("enterprise", "另一家公司", uscc=USCC, ca="p256", at=PKI_EPOCH)
+    assert (
+        extract_identity(other.certificate, issuer=other.chain[0]).issuer_dn
+        == extract_identity(other.certificate).issuer_dn
+        != alone.issuer_dn
+    )
