@@ -1,18 +1,25 @@
 """Full challenge logins per second against a real gateway, beside a bare request on it.
 
-``certgate serve`` (waitress, 8 threads) runs as a child process on a free loopback port with a
-SQLite database in a temporary folder, trusting a test PKI made for the run. 8 client threads in
-this process, each on its own keep-alive connection, repeat:
+The gateway runs as a child process on a free loopback port (waitress, 8 threads), built and
+served exactly as ``certgate serve`` does it, with a SQLite database in a temporary folder,
+trusting a test PKI made for the run. The process also answers one bench-only route, the login
+floor (``bench/login_floor.py``). 8 client threads in this process, each on its own keep-alive
+connection, repeat:
 
 - **bare**: ``GET /api/v1/session`` without a cookie (routing, origin and cookie checks, the JSON
-  error answer; no database write), the reference for what one request costs. Half of them run
-  before the logins and half after, counted together, so that the machine's drift during the run
-  does not favour either side;
+  error answer and its log line; no database write), the reference for what one request costs.
+  Half of them run before the logins and half after, counted together, so that the machine's
+  drift during the run does not favour either side;
 - **login**: ``POST /api/v1/login/challenge`` then ``POST /api/v1/login/token`` with the
   challenge signed by a software key over the bytes the signing agent signs
   (``tokens.login_message.login_message``), with an RSA-2048 or a P-256 certificate from the test
   PKI (one enterprise account and certificate per client). Chain validation, CRL check, mapping,
-  session, attempt counting and the audit record all run as in production.
+  session, attempt counting and the audit record all run as in production;
+- **login floor**: the same two requests, the second one to the floor route, which does only
+  what any challenge login must (the challenge, the signature, path validation by
+  pyca/cryptography's verifier alone, a committed session and its cookie). The difference
+  between the two login rows is what the checks on top of that floor cost: revocation, the
+  engine's leaf checks, identity mapping, account state, attempt counting and the audit record.
 
 Goal: a login (two requests and the work behind them) costs no more than 4 bare requests, i.e.
 ``bare requests/s ÷ logins/s ≤ 4``. Latencies are per bare request and per whole login (both
@@ -57,7 +64,8 @@ CLIENTS = 8
 SERVER_THREADS = 8
 PHASE_TIME_LIMIT = 30.0  # seconds; a phase stops early rather than run on
 DATA_KEY = base64.b64encode(os.urandom(32)).decode()
-CERTGATE = str(Path(sys.executable).parent / "certgate")
+REPOSITORY = Path(__file__).resolve().parent.parent
+FLOOR_PATH = "/bench/login-floor"  # bench/login_floor.py
 KEYS: tuple[tuple[KeyKind, str, str], ...] = (
     ("rsa2048", "rsa", "RSA-2048"),
     ("p256", "p256", "P-256"),
@@ -129,7 +137,7 @@ class Client:
         if status != 401 or body.get("error") != "credentials_invalid":
             raise RuntimeError(f"bare request: {status} {body}")
 
-    def login(self, issued: IssuedCertificate) -> None:
+    def login(self, issued: IssuedCertificate, path: str = "/api/v1/login/token") -> None:
         status, challenge = self.request("POST", "/api/v1/login/challenge", {})
         if status != 200:
             raise RuntimeError(f"challenge: {status} {challenge}")
@@ -146,7 +154,7 @@ class Client:
         der = issued.certificate.public_bytes(serialization.Encoding.DER)
         status, answer = self.request(
             "POST",
-            "/api/v1/login/token",
+            path,
             {
                 "challenge_id": challenge["challenge_id"],
                 "certificate": base64.b64encode(der).decode(),
@@ -270,17 +278,22 @@ def _create_accounts(directory: Path, certificates: list[tuple[str, IssuedCertif
 
 
 def _start_server(directory: Path, port: int) -> subprocess.Popen[bytes]:
+    environment = _environment()
+    environment["PYTHONPATH"] = os.pathsep.join(
+        filter(None, (str(REPOSITORY), environment.get("PYTHONPATH")))
+    )
     process = subprocess.Popen(
-        [CERTGATE, "serve", "--port", str(port), "--threads", str(SERVER_THREADS)],
+        [sys.executable, "-m", "bench.login_floor", "--port", str(port)]
+        + ["--threads", str(SERVER_THREADS)],
         cwd=directory,
-        env=_environment(),
+        env=environment,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"certgate serve exited with {process.returncode}")
+            raise RuntimeError(f"the gateway exited with {process.returncode}")
         try:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
             connection.request("GET", "/api/v1/session")
@@ -290,16 +303,16 @@ def _start_server(directory: Path, port: int) -> subprocess.Popen[bytes]:
         except OSError:
             time.sleep(0.1)
     process.terminate()
-    raise RuntimeError("certgate serve did not answer")
+    raise RuntimeError("the gateway did not answer")
 
 
 def _logging_in(
-    certificates: list[tuple[str, IssuedCertificate]],
+    certificates: list[tuple[str, IssuedCertificate]], path: str = "/api/v1/login/token"
 ) -> Callable[[int, Client], None]:
-    """Client n logs in with certificate n."""
+    """Client n logs in with certificate n (at the login floor's route, given its path)."""
 
     def operation(index: int, client: Client) -> None:
-        client.login(certificates[index][1])
+        client.login(certificates[index][1], path)
 
     return operation
 
@@ -308,6 +321,7 @@ def _logging_in(
 class Result:
     bare: Phase
     logins: dict[str, Phase]
+    floors: dict[str, Phase]  # the same logins at bench/login_floor.py's route
 
 
 def run(*, logins: int = 100, bare: int = 400) -> Result:
@@ -334,23 +348,31 @@ def run(*, logins: int = 100, bare: int = 400) -> Result:
             # Warm-up: connections, the verifier's first call, SQLite pages.
             for label in certificates:
                 run_phase("warm-up", clients, _logging_in(certificates[label]), 5)
+                run_phase("warm-up", clients, _logging_in(certificates[label], FLOOR_PATH), 5)
             run_phase("warm-up", clients, lambda _n, c: c.bare(), 20)
             pid = process.pid
             # Bare requests before and after the logins, counted together: the machine's speed
             # drifts during a run, and one bare phase ahead of the logins skewed the ratio.
             before = run_phase("bare", clients, lambda _n, c: c.bare(), bare // 2, server_pid=pid)
-            login_phases = {
-                label: run_phase(
+            login_phases: dict[str, Phase] = {}
+            floor_phases: dict[str, Phase] = {}
+            for label in certificates:
+                login_phases[label] = run_phase(
                     label, clients, _logging_in(certificates[label]), logins, server_pid=pid
                 )
-                for label in certificates
-            }
+                floor_phases[label] = run_phase(
+                    label,
+                    clients,
+                    _logging_in(certificates[label], FLOOR_PATH),
+                    logins,
+                    server_pid=pid,
+                )
             after = run_phase("bare", clients, lambda _n, c: c.bare(), bare // 2, server_pid=pid)
             bare_phase = before.joined(after)
         finally:
             for client in clients:
                 client.close()
-        return Result(bare_phase, login_phases)
+        return Result(bare_phase, login_phases, floor_phases)
     finally:
         if process is not None:
             process.terminate()
@@ -360,8 +382,8 @@ def run(*, logins: int = 100, bare: int = 400) -> Result:
 
 def print_result(result: Result) -> None:
     print(
-        f"\nGateway logins: {CLIENTS} concurrent clients, certgate serve (waitress, "
-        f"{SERVER_THREADS} threads), SQLite, loopback"
+        f"\nGateway logins: {CLIENTS} concurrent clients, the gateway as certgate serve runs "
+        f"it (waitress, {SERVER_THREADS} threads), SQLite, loopback"
     )
     header = (
         "measurement",
@@ -375,16 +397,20 @@ def print_result(result: Result) -> None:
     )
     rows = []
     bare = result.bare
-    for phase in (bare, *result.logins.values()):
+    labelled = [("bare GET /api/v1/session", bare, "")]
+    for label, phase in result.logins.items():
+        labelled.append((f"login, {label}", phase, " (goal ≤ 4)"))
+        labelled.append((f"login floor, {label}", result.floors[label], ""))
+    for name, phase, goal in labelled:
         is_bare = phase is bare
-        ratio = "" if is_bare or not phase.rate else f"{bare.rate / phase.rate:.2f} (goal ≤ 4)"
+        ratio = "" if is_bare or not phase.rate else f"{bare.rate / phase.rate:.2f}{goal}"
         bare_cpu = bare.server_cpu_per_operation
         cpu_ratio = (
             "" if is_bare or not bare_cpu else f"{phase.server_cpu_per_operation / bare_cpu:.2f}"
         )
         rows.append(
             (
-                "bare GET /api/v1/session" if is_bare else f"login, {phase.name}",
+                name,
                 f"{phase.operations:,}",
                 f"{phase.rate:,.1f}",
                 f"{phase.percentile(0.50) * 1000:.2f}",
@@ -397,9 +423,9 @@ def print_result(result: Result) -> None:
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=True)]
     for line in (header, tuple("-" * w for w in widths), *rows):
         print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)))
-    for phase in (bare, *result.logins.values()):
+    for name, phase, _goal in labelled:
         for error in sorted(set(phase.errors)):
-            print(f"  error in {phase.name}: {error}")
+            print(f"  error in {name}: {error}")
 
 
 def main(argv: list[str] | None = None) -> None:

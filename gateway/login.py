@@ -75,7 +75,8 @@ def _challenges() -> ChallengeStore:
     return current_app.extensions[CHALLENGE_STORE]
 
 
-def _binding_hash(prelogin: str) -> str:
+def prelogin_binding(prelogin: str) -> str:
+    """What a challenge is bound to: a hash of the pre-login cookie it was issued with."""
     return hashlib.sha256(
         b"certgate prelogin\x00" + prelogin.encode("ascii", "replace")
     ).hexdigest()
@@ -209,7 +210,7 @@ def challenge() -> Response:
     record = ChallengeRecord(
         id=_urlsafe(random[:18]),
         nonce=_urlsafe(random[18:50]),
-        binding_hash=_binding_hash(prelogin),
+        binding_hash=prelogin_binding(prelogin),
         expires_at=now + timedelta(seconds=config["CHALLENGE_TTL"]),
         used_at=None,
     )
@@ -264,7 +265,7 @@ def token_login() -> Response:
     keys = [address_key(address())]
     with _attempt(keys):
         prelogin = request.cookies.get(current_app.config["PRELOGIN_COOKIE"], "")
-        found = _challenges().consume(challenge_id, binding_hash=_binding_hash(prelogin), at=now)
+        found = _challenges().consume(challenge_id, binding_hash=prelogin_binding(prelogin), at=now)
         if found is None:
             raise ChallengeUnknown("no such challenge for this pre-login cookie")
         if found.used_at is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 import click
+from flask import Flask
 
 from gateway.commands.common import operator_app
 from gateway.config import parse_origin
@@ -28,9 +29,7 @@ from gateway.config import parse_origin
 )
 def serve(host: str, port: int, threads: int) -> None:
     """Run the gateway (configured by ./certgate.toml and CERTGATE_* variables)."""
-    from waitress import serve as waitress_serve
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     app = operator_app(serve=True)
     if app.config["DEV_MODE"] and app.config["CONFIG_SOURCE"].get("PUBLIC_ORIGIN") == "default":
         # Dev mode without a configured origin: the address this server answers on.
@@ -42,6 +41,18 @@ def serve(host: str, port: int, threads: int) -> None:
         f"CertGate listening on http://{host}:{port} (public origin {app.config['PUBLIC_ORIGIN']})",
         err=True,
     )
+    serve_app(app, host=host, port=port, threads=threads)
+
+
+def configure_logging() -> None:
+    """What ``certgate serve`` logs: INFO and up (failed requests included) to standard error."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+def serve_app(app: Flask, *, host: str, port: int, threads: int) -> None:
+    """Serve ``app`` on waitress until interrupted: how ``certgate serve`` runs the gateway."""
+    from waitress import serve as waitress_serve
+
     # No waitress trusted_proxy: the gateway reads X-Forwarded-For itself, and only from
     # CERTGATE_TRUSTED_PROXIES (gateway/proxy.py). waitress 3 deletes X-Forwarded-* headers by
     # default when it has no trusted_proxy, which would leave every client behind a proxy with
