@@ -65,6 +65,7 @@ SERVER_THREADS = 8
 PHASE_TIME_LIMIT = 30.0  # seconds; a phase stops early rather than run on
 DATA_KEY = base64.b64encode(os.urandom(32)).decode()
 REPOSITORY = Path(__file__).resolve().parent.parent
+TOKEN_PATH = "/api/v1/login/token"
 FLOOR_PATH = "/bench/login-floor"  # bench/login_floor.py
 KEYS: tuple[tuple[KeyKind, str, str], ...] = (
     ("rsa2048", "rsa", "RSA-2048"),
@@ -137,7 +138,7 @@ class Client:
         if status != 401 or body.get("error") != "credentials_invalid":
             raise RuntimeError(f"bare request: {status} {body}")
 
-    def login(self, issued: IssuedCertificate, path: str = "/api/v1/login/token") -> None:
+    def login(self, issued: IssuedCertificate, path: str = TOKEN_PATH) -> None:
         status, challenge = self.request("POST", "/api/v1/login/challenge", {})
         if status != 200:
             raise RuntimeError(f"challenge: {status} {challenge}")
@@ -307,7 +308,7 @@ def _start_server(directory: Path, port: int) -> subprocess.Popen[bytes]:
 
 
 def _logging_in(
-    certificates: list[tuple[str, IssuedCertificate]], path: str = "/api/v1/login/token"
+    certificates: list[tuple[str, IssuedCertificate]], path: str = TOKEN_PATH
 ) -> Callable[[int, Client], None]:
     """Client n logs in with certificate n (at the login floor's route, given its path)."""
 

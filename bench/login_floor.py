@@ -32,6 +32,7 @@ from cryptography.x509 import verification
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, request
 from sqlalchemy import select
 
+from certs.validation import _client_extension_policies
 from gateway import clock
 from gateway.commands.common import operator_app
 from gateway.commands.serve import configure_logging, serve_app
@@ -49,7 +50,9 @@ EXTENSION = "bench.login_floor"
 
 @dataclass(frozen=True)
 class _Floor:
-    store: verification.Store  # the configured anchors
+    # The engine's first stage for the first anchor: its store, with the extension policies
+    # certs/validation.py gives pyca/cryptography's verifier (as bench/bench_validation.py).
+    verifier: verification.PolicyBuilder
     intermediates: list[x509.Certificate]  # the configured intermediates
     account_id: int  # every floor login signs in to this account
 
@@ -61,11 +64,13 @@ def _floor(app: Flask) -> _Floor:
             account_id = connection.execute(select(Account.id).limit(1)).scalar_one_or_none()
         if account_id is None:
             raise SystemExit("login floor: the database holds no account to sign in to")
-        return _Floor(
-            verification.Store([anchor.certificate for anchor in engine.anchors]),
-            list(engine.intermediates),
-            int(account_id),
+        ca_policy, ee_policy = _client_extension_policies(engine.anchors[0].policy)
+        verifier = (
+            verification.PolicyBuilder()
+            .store(verification.Store([anchor.certificate for anchor in engine.anchors]))
+            .extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
         )
+        return _Floor(verifier, list(engine.intermediates), int(account_id))
 
 
 @bp.post("/bench/login-floor")
@@ -84,20 +89,7 @@ def login_floor() -> Response:
     message = login_message(config["PUBLIC_ORIGIN"], found.id, found.nonce)
     verify_login_signature(leaf, body["signature_algorithm"], signature, message)
     floor: _Floor = current_app.extensions[EXTENSION]
-    verifier = (
-        verification.PolicyBuilder()
-        .store(floor.store)
-        .time(now)
-        .extension_policies(
-            ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(),
-            # The gateway's leaves need no subjectAltName (certs/validation.py does the same).
-            ee_policy=verification.ExtensionPolicy.webpki_defaults_ee().may_be_present(
-                x509.SubjectAlternativeName, verification.Criticality.AGNOSTIC, None
-            ),
-        )
-        .build_client_verifier()
-    )
-    verifier.verify(leaf, floor.intermediates)
+    floor.verifier.time(now).build_client_verifier().verify(leaf, floor.intermediates)
     sessions = get_sessions()
     with get_database().connection():
         started = sessions.start(floor.account_id, AMR_TOKEN, at=now, previous_token=None)
