@@ -27,11 +27,12 @@ from functools import lru_cache
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID
 
 from certs.errors import CertError, CertificateExpired, CertificateNotYetValid, CertificateUntrusted
+from certs.keys import public_key
 from certs.names import (
     CERTIFICATE_MEMO_SIZE,
     NameConstraintViolation,
@@ -110,27 +111,20 @@ def _verify_eddsa(key: object, signed: Signed) -> None:
     key.verify(signed.signature, signed.data)
 
 
-def _verify_dsa(key: object, signed: Signed) -> None:
-    assert isinstance(key, dsa.DSAPublicKey)
-    if signed.hash_algorithm is None:
-        raise InvalidSignature
-    key.verify(signed.signature, signed.data, signed.hash_algorithm)
-
-
-# Signature verification per signer key type (a table, not an if-chain).
+# Signature verification per signer key type (a table, not an if-chain). DSA keys are refused
+# before they are loaded (certs.keys), so a DSA-signed certificate or CRL never verifies.
 _VERIFIERS: dict[type, Callable[[object, Signed], None]] = {
     rsa.RSAPublicKey: _verify_rsa,
     ec.EllipticCurvePublicKey: _verify_ec,
     ed25519.Ed25519PublicKey: _verify_eddsa,
     ed448.Ed448PublicKey: _verify_eddsa,
-    dsa.DSAPublicKey: _verify_dsa,
 }
 
 
 def verify_signed(signed: Signed, signer: x509.Certificate) -> bool:
     """``signer``'s key made ``signed.signature`` over ``signed.data``."""
     try:
-        key = signer.public_key()
+        key = public_key(signer)
     except (ValueError, UnsupportedAlgorithm):
         return False  # e.g. an SM2 key, which pyca/cryptography cannot use
     for key_type, verify in _VERIFIERS.items():
@@ -271,19 +265,17 @@ def _check_critical_extensions(certificate: x509.Certificate) -> None:
             )
 
 
-def _check_ca(certificate: x509.Certificate, *, is_anchor: bool) -> int | None:
+def _check_ca(certificate: x509.Certificate) -> int | None:
     """The certificate may issue certificates; returns its pathLenConstraint."""
     if certificate.version != x509.Version.v3:
         raise _untrusted(certificate, "a CA certificate must be X.509 v3")
     constraints = basic_constraints(certificate)
     if constraints is None or not constraints[0].ca:
         raise _untrusted(certificate, "not a CA (basicConstraints cA is not set)")
-    value, critical = constraints
-    if is_anchor and not critical:
-        # RFC 5280 §4.2.1.9: CA certificates MUST mark basicConstraints critical. Enforced on
-        # the trust anchor we configure (as x509-limbo expects); intermediates in the wild
-        # sometimes get it wrong and RFC 5280's path processing does not look (PKITS 4.6.4).
-        raise _untrusted(certificate, "trust anchor's basicConstraints is not critical")
+    # The extension's criticality is not looked at: RFC 5280's path processing checks cA only
+    # (§6.1.4 (k), PKITS 4.6.4), and a trust anchor is configured input (§6.1.1 (d)) — production
+    # Chinese roots (MCSCA) mark basicConstraints non-critical.
+    value = constraints[0]
     usage = key_usage(certificate)
     if usage is not None and not usage.key_cert_sign:
         raise _untrusted(certificate, "keyUsage does not allow signing certificates")
@@ -315,7 +307,7 @@ def process_path(path: Sequence[x509.Certificate], at: datetime) -> None:
     _check_critical_extensions(anchor)
     if len(path) == 1:
         return
-    anchor_path_length = _check_ca(anchor, is_anchor=True)
+    anchor_path_length = _check_ca(anchor)
     below = len(path) - 1
     max_path_length = below if anchor_path_length is None else min(below, anchor_path_length)
     constraints: list[tuple[Subtrees | None, Subtrees | None]] = []
@@ -337,7 +329,7 @@ def process_path(path: Sequence[x509.Certificate], at: datetime) -> None:
                 raise _untrusted(certificate, str(exc)) from None
         if leaf:
             break
-        path_length = _check_ca(certificate, is_anchor=False)
+        path_length = _check_ca(certificate)
         if not self_issued:
             if max_path_length <= 0:
                 raise _untrusted(certificate, "path length constraint exceeded")

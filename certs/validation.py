@@ -39,6 +39,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 from certs.chain import VerifiedChain, make_verified_chain
 from certs.errors import CertError, CertificateUntrusted, CertificateUsageInvalid
+from certs.keys import is_rsa
 from certs.names import CERTIFICATE_MEMO_SIZE, is_self_issued
 from certs.path import (
     Candidate,
@@ -66,14 +67,6 @@ RFC5280_PERMITS: tuple[tuple[str, str], ...] = (
     ),
     ("unsupported directoryName constraint", "directoryName name constraints are checked here"),
     ("unsupported name constraint", "URI and other name-constraint forms are checked here"),
-    (
-        "2.5.29.15: Certificate is missing required extension",
-        "a CA certificate without keyUsage is unrestricted (RFC 5280 §4.2.1.3, §6.3.3 (f))",
-    ),
-    (
-        "2.5.29.19: Certificate extension has incorrect criticality",
-        "RFC 5280 path processing does not look at basicConstraints criticality (PKITS 4.6.4)",
-    ),
     (
         "path length constraint violated",
         "self-issued certificates do not count towards pathLenConstraint (RFC 5280 §6.1.4 (l))",
@@ -113,6 +106,18 @@ def _ca_eku_validator(purpose: str) -> Callable[..., None]:
     return validate
 
 
+def _ca_key_usage(_policy: object, _certificate: x509.Certificate, value: object) -> None:
+    """A CA's keyUsage, when present, must allow certificate signing (RFC 5280 §6.1.4 (n))."""
+    if isinstance(value, x509.KeyUsage) and not value.key_cert_sign:
+        raise ValueError("CA keyUsage does not allow keyCertSign")
+
+
+def _ca_basic_constraints(_policy: object, _certificate: x509.Certificate, value: object) -> None:
+    """An issuing certificate must assert cA (RFC 5280 §6.1.4 (k)), critical or not."""
+    if not (isinstance(value, x509.BasicConstraints) and value.ca):
+        raise ValueError("issuer's basicConstraints does not assert cA")
+
+
 def _client_extension_policies(
     policy: ValidationPolicy,
 ) -> tuple[verification.ExtensionPolicy, verification.ExtensionPolicy]:
@@ -128,6 +133,12 @@ def _client_extension_policies(
             x509.ExtendedKeyUsage, agnostic, _ca_eku_validator(policy.extended_key_usage)
         )
         .may_be_present(x509.PolicyConstraints, verification.Criticality.CRITICAL, None)
+        # RFC 5280 §4.2.1.3 / §6.1.4 (n): keyUsage restricts a CA only when present (x509-limbo
+        # crl::issuer-no-keyusage-extension); the Web PKI's "must be present" is not a login rule.
+        .may_be_present(x509.KeyUsage, agnostic, _ca_key_usage)
+        # RFC 5280 §6.1.4 (k) looks at cA only, never at the extension's criticality (PKITS
+        # 4.6.4: a non-critical basicConstraints on an intermediate is valid).
+        .require_present(x509.BasicConstraints, agnostic, _ca_basic_constraints)
     )
     ee_policy = (
         verification.ExtensionPolicy.webpki_defaults_ee()
@@ -380,17 +391,25 @@ def _anchor_aki(certificate: x509.Certificate) -> str | None:
     return None
 
 
-def _rsa_modulus(certificate: x509.Certificate) -> str | None:
+def _rsa_key(certificate: x509.Certificate) -> rsa.RSAPublicKey | None:
+    # Only RSA keys are loaded here: SM2 and DSA keys never reach pyca/cryptography.
+    if not is_rsa(certificate):
+        return None
     key = certificate.public_key()
-    if isinstance(key, rsa.RSAPublicKey) and key.key_size % 8 != 0:
+    return key if isinstance(key, rsa.RSAPublicKey) else None
+
+
+def _rsa_modulus(certificate: x509.Certificate) -> str | None:
+    key = _rsa_key(certificate)
+    if key is not None and key.key_size % 8 != 0:
         return "RSA modulus is not a whole number of bytes"
     return None
 
 
 def _ca_key_strength(certificate: x509.Certificate) -> str | None:
     """The minimum pyca/cryptography's verifier applies, kept when the own engine decides."""
-    key = certificate.public_key()
-    if isinstance(key, rsa.RSAPublicKey) and key.key_size < MINIMUM_CA_RSA_BITS:
+    key = _rsa_key(certificate)
+    if key is not None and key.key_size < MINIMUM_CA_RSA_BITS:
         return f"CA RSA key shorter than {MINIMUM_CA_RSA_BITS} bits"
     return None
 

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from certs.errors import BadRequest, SignatureInvalid
+from certs.keys import public_key as certificate_public_key
 
 LOGIN_MESSAGE_PREFIX = "certgate-login-v1"
 PSS_SALT_LENGTH = 32
@@ -93,7 +94,7 @@ def verify_login_signature(
         raise BadRequest(f"unknown signature_algorithm {algorithm!r}")
     key_type, verify = VERIFIERS[algorithm]
     try:
-        key = certificate.public_key()
+        key = certificate_public_key(certificate)
     except (UnsupportedAlgorithm, ValueError):
         raise SignatureAlgorithmUnsupported(
             "certificate key type not supported", algorithm=algorithm

@@ -35,6 +35,7 @@ from pkcs11 import Attribute, CertificateType, Mechanism, ObjectClass, SlotFlag,
 from pkcs11 import exceptions as p11
 from pkcs11.mechanisms import MGF
 
+from certs.keys import public_key as certificate_public_key
 from tokens.errors import (
     CertificateNotFound,
     ModuleUnavailable,
@@ -100,7 +101,7 @@ EC_CURVES: Mapping[str, KeyType] = {
 
 def key_type_of(certificate: x509.Certificate) -> KeyType:
     try:
-        public_key = certificate.public_key()
+        public_key = certificate_public_key(certificate)
     except (UnsupportedAlgorithm, ValueError):
         return KeyType.UNSUPPORTED  # SM2 and other keys cryptography cannot load
     if isinstance(public_key, rsa.RSAPublicKey):

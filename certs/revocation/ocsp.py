@@ -39,12 +39,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from asn1crypto import algos as asn1_algos
-from asn1crypto import keys as asn1_keys
 from asn1crypto import ocsp as asn1_ocsp
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import (
     AuthorityInformationAccessOID,
@@ -54,6 +54,7 @@ from cryptography.x509.oid import (
 )
 
 from certs.fetch import Fetcher, FetchError
+from certs.keys import public_key as certificate_public_key
 from certs.names import names_equal
 from certs.revocation.status import RevocationState, RevocationStatus
 
@@ -91,10 +92,10 @@ _RESPONSE_STATUS_NAMES: Final[Mapping[ocsp.OCSPResponseStatus, str]] = {
 
 # Signature algorithm OID -> how to verify it. SM2-with-SM3 is absent on purpose: cryptography
 # cannot verify it, so such responses come back UNAVAILABLE ("unsupported signature algorithm").
+# DSA likewise (withdrawn by FIPS 186-5, deprecated by pyca/cryptography; see certs/path.py).
 _RSA_PKCS1: Final = "rsa-pkcs1v15"
 _RSA_PSS: Final = "rsa-pss"
 _ECDSA: Final = "ecdsa"
-_DSA: Final = "dsa"
 _ED25519: Final = "ed25519"
 _ED448: Final = "ed448"
 _SIGNATURE_SCHEMES: Final[Mapping[x509.ObjectIdentifier, str]] = {
@@ -117,9 +118,6 @@ _SIGNATURE_SCHEMES: Final[Mapping[x509.ObjectIdentifier, str]] = {
     SignatureAlgorithmOID.ECDSA_WITH_SHA3_256: _ECDSA,
     SignatureAlgorithmOID.ECDSA_WITH_SHA3_384: _ECDSA,
     SignatureAlgorithmOID.ECDSA_WITH_SHA3_512: _ECDSA,
-    SignatureAlgorithmOID.DSA_WITH_SHA1: _DSA,
-    SignatureAlgorithmOID.DSA_WITH_SHA224: _DSA,
-    SignatureAlgorithmOID.DSA_WITH_SHA256: _DSA,
     SignatureAlgorithmOID.ED25519: _ED25519,
     SignatureAlgorithmOID.ED448: _ED448,
 }
@@ -127,7 +125,6 @@ _SCHEME_KEY_TYPES: Final[Mapping[str, tuple[type, ...]]] = {
     _RSA_PKCS1: (rsa.RSAPublicKey,),
     _RSA_PSS: (rsa.RSAPublicKey,),
     _ECDSA: (ec.EllipticCurvePublicKey,),
-    _DSA: (dsa.DSAPublicKey,),
     _ED25519: (ed25519.Ed25519PublicKey,),
     _ED448: (ed448.Ed448PublicKey,),
 }
@@ -470,7 +467,7 @@ class OcspClient:
                     refusals.append(refusal)
                     continue
             try:
-                public_key = signer.public_key()
+                public_key = certificate_public_key(signer)
             except UnsupportedAlgorithm:
                 # e.g. an SM2 key, which pyca/cryptography parses but cannot use.
                 refusals.append("unsupported responder key algorithm")
@@ -507,10 +504,10 @@ def _digest(algorithm: hashes.HashAlgorithm, data: bytes) -> bytes:
 
 
 def _subject_public_key_bits(certificate: x509.Certificate) -> bytes:
-    spki = certificate.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return bytes(asn1_keys.PublicKeyInfo.load(spki)["public_key"])
+    # Read from the certificate itself: the key is never loaded (it may be SM2 or DSA).
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    tbs = asn1_x509.Certificate.load(der)["tbs_certificate"]
+    return bytes(tbs["subject_public_key_info"]["public_key"])
 
 
 def _responder_id_matches(response: ocsp.OCSPResponse, certificate: x509.Certificate) -> bool:
@@ -573,8 +570,6 @@ def _verify_signature(public_key: object, response: ocsp.OCSPResponse, response_
             public_key.verify(signature, data, padding.PKCS1v15(), hash_algorithm)
     elif isinstance(public_key, ec.EllipticCurvePublicKey):
         public_key.verify(signature, data, ec.ECDSA(_signature_hash(response)))
-    elif isinstance(public_key, dsa.DSAPublicKey):
-        public_key.verify(signature, data, _signature_hash(response))
     elif isinstance(public_key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
         public_key.verify(signature, data)
 

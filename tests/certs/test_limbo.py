@@ -76,6 +76,11 @@ SKIP: dict[str, str] = {
     "rfc5280::nc::permitted-dns-match-noncritical": (
         "conflicts_with webpki::nc::permitted-dns-match-noncritical (both in this file)"
     ),
+    "rfc5280::root-non-critical-basic-constraints": (
+        "a trust anchor is configured input (RFC 5280 §6.1.1 (d)): its own extensions' "
+        "criticality does not refuse it; production Chinese roots (MCSCA) have a non-critical "
+        "basicConstraints"
+    ),
     "rfc5280::aki::cross-signed-root-missing-aki": (
         "pedantic-rfc5280: a trust anchor is configured input (RFC 5280 §6.1.1 (d)); "
         "cve::cve-2024-0567 needs such an anchor accepted"
