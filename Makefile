@@ -18,7 +18,7 @@ STAMP := $(VENV)/.installed-stamp
 SYSTEM_PACKAGES := softhsm2 opensc openssl pcscd libpcsclite-dev swig vsmartcard-vpcd \
 	vsmartcard-vpicc python3-pycryptodome libp11-kit-dev gcc nginx chromium fonts-noto-cjk
 
-.PHONY: demo test bench lint typecheck system venv clean
+.PHONY: demo test bench lint typecheck system venv lock clean
 
 system:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
@@ -30,11 +30,30 @@ system:
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
 	fi
 
-$(STAMP): pyproject.toml
+# The environment is rebuilt from scratch whenever the lock changes, so .venv holds exactly what
+# the lock says (nothing left over from an earlier lock). Hashes are required for every file;
+# the project itself and pyscard (a source distribution) are built with the locked setuptools,
+# not with whatever a build-isolation environment would download.
+UV_COMPILE = $(BIN)/uv pip compile --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock" --quiet
+
+$(STAMP): pyproject.toml requirements.txt requirements-tools.txt
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,pcsc]'
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r requirements-tools.txt
+	$(BIN)/python -m pip install -q --require-hashes --no-deps --no-build-isolation -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation --no-index -e .
+	@echo "Installed. The commands (certgate, pytest, ...) are in $(VENV)/bin:"
+	@echo "  source $(VENV)/bin/activate    # or: export PATH=\"$$PWD/$(VENV)/bin:\$$PATH\""
 	touch $@
+
+# Refresh the lock to the newest versions pyproject.toml allows (needs PyPI), then reinstall.
+lock:
+	@test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && \
+	  $(BIN)/python -m pip install -q --require-hashes --no-deps -r requirements-tools.txt; }
+	$(UV_COMPILE) --upgrade --group pyproject.toml:tools -o requirements-tools.txt
+	$(UV_COMPILE) --upgrade --all-extras pyproject.toml -o requirements.txt
+	$(MAKE) venv
 
 venv: system $(STAMP)
 
