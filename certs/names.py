@@ -92,14 +92,34 @@ def dn_within(name: NameKey, subtree: NameKey) -> bool:
 # --- name constraints -----------------------------------------------------------------------
 
 
+def _malformed_dns(name: str) -> bool:
+    """Empty labels (a leading period, "a..b"): not a host name (RFC 5280 §4.2.1.6/.10)."""
+    return any(not label for label in name.rstrip(".").split("."))
+
+
 def _dns_within(name: str, constraint: str) -> bool:
     name = name.rstrip(".").lower()
     constraint = constraint.rstrip(".").lower()
+    if _malformed_dns(name):
+        return False  # a malformed name lies in no permitted subtree
     if not constraint:
         return True
-    if constraint.startswith("."):
-        return name.endswith(constraint)
+    if name.startswith("*."):
+        # A wildcard stands for every name one label below its base: it is "within" a subtree
+        # when any of those names might be (RFC 9525 wildcards under RFC 5280 constraints;
+        # x509-limbo cve-2025-61727). Used for excluded subtrees; a permitted subtree must
+        # contain the base itself.
+        base = name[2:]
+        return _dns_within(base, constraint) or constraint.endswith("." + base)
     return name == constraint or name.endswith("." + constraint)
+
+
+def _dns_permitted_within(name: str, constraint: str) -> bool:
+    # For permitted subtrees a wildcard must lie wholly inside: its base within the constraint.
+    name = name.rstrip(".").lower()
+    if name.startswith("*."):
+        return not _malformed_dns(name[2:]) and _dns_within(name[2:], constraint)
+    return _dns_within(name, constraint)
 
 
 def _host_within(host: str, constraint: str) -> bool:
@@ -112,6 +132,8 @@ def _host_within(host: str, constraint: str) -> bool:
 
 
 def _email_within(address: str, constraint: str) -> bool:
+    if address.count("@") != 1:
+        return False  # not a mailbox: it lies in no permitted subtree
     if "@" in constraint:
         # A particular mailbox: local part compared exactly, host case-insensitively.
         local, _, host = address.rpartition("@")
@@ -273,15 +295,22 @@ def check_name_constraints(
     constraint_count = (permitted.count if permitted else 0) + (excluded.count if excluded else 0)
     if name_count * constraint_count > COMPARISON_BUDGET:
         raise NameConstraintViolation("too many names under too many name constraints")
+    for subtrees in (permitted, excluded):
+        if subtrees is not None and any(_malformed_dns(c) for c in subtrees.dns if c):
+            # RFC 5280 §4.2.1.10: a dNSName constraint is a host name; a leading period is
+            # allowed for URI and rfc822Name constraints only (x509-limbo
+            # invalid-dnsname-leading-period).
+            raise NameConstraintViolation("malformed dNSName name constraint")
     for form, within in _MATCHERS.items():
         values: Sequence[object] = getattr(names, form)
         if not values:
             continue
         if permitted is not None:
             allowed: Sequence[object] = getattr(permitted, form)
+            inside = _dns_permitted_within if form == "dns" else within
             if allowed:
                 for value in values:
-                    if not any(within(value, c) for c in allowed):  # type: ignore[operator]
+                    if not any(inside(value, c) for c in allowed):  # type: ignore[operator]
                         raise NameConstraintViolation(f"{form} name not in permitted subtrees")
         if excluded is not None:
             for value in values:

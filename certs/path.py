@@ -1,13 +1,13 @@
-"""RFC 5280 §6.1 path building and processing, for what pyca/cryptography's verifier refuses.
+"""RFC 5280 §6.1 path building and processing: the engine's own.
 
-``certs.validation`` asks pyca/cryptography first (fast, and strict about the Web PKI profile).
-This module is the engine's own RFC 5280 implementation, consulted when that verifier rejects a
-chain for a reason RFC 5280 does not share (see ``validation.RFC5280_PERMITS``), to validate the
-signing certificate of a CRL, and to turn a rejection into a precise error (expired vs untrusted).
+``certs.validation`` asks pyca/cryptography's verifier first to find a path fast, then runs
+``process_path`` here on the path it found; when the verifier finds none, ``validate_path`` here
+builds the candidates and decides, with the same checks. It also validates the signing
+certificate of a CRL and turns a rejection into a precise error (expired vs untrusted).
 It handles:
 
 * name chaining with RFC 5280 §7.1 name comparison (``certs.names``);
-* signatures by RSA (PKCS#1 v1.5 and PSS), ECDSA, Ed25519/Ed448 and DSA keys;
+* signatures by RSA (PKCS#1 v1.5 and PSS), ECDSA and Ed25519/Ed448 keys (DSA is refused);
 * validity of every certificate, the anchor included;
 * basicConstraints, pathLenConstraint (self-issued certificates not counted), keyCertSign;
 * name constraints of every form (directoryName, rfc822Name, dNSName, URI, iPAddress);
@@ -241,6 +241,10 @@ def build_paths(
 
 
 def check_validity(certificate: x509.Certificate, at: datetime) -> None:
+    # Validity is encoded to the second (RFC 5280 §4.1.2.5): compare at that granularity, so a
+    # certificate is valid through the whole last second of its notAfter (x509-limbo
+    # validity::notafter-fractional).
+    at = at.replace(microsecond=0)
     if at < certificate.not_valid_before_utc:
         raise CertificateNotYetValid(
             f"{certificate.subject.rfc4514_string()} is not valid yet",

@@ -31,8 +31,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
+from asn1crypto import keys as asn1_keys
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
@@ -43,39 +46,14 @@ from certs.keys import is_rsa
 from certs.names import CERTIFICATE_MEMO_SIZE, is_self_issued
 from certs.path import (
     Candidate,
-    check_path_name_constraints,
     is_ca,
     key_usage,
+    process_path,
     validate_path,
 )
 from certs.policy import TrustAnchor, ValidationPolicy
 from certs.revocation.checker import RevocationChecker, SignerValidator, serial_number
 from certs.revocation.status import RevocationState, RevocationStatus
-
-# pyca/cryptography rejections that RFC 5280 does not share: (fragment of its error message,
-# why RFC 5280 allows it). The own engine re-checks such chains completely.
-RFC5280_PERMITS: tuple[tuple[str, str], ...] = (
-    (
-        "no interior errors",
-        "issuer/subject names equal only under RFC 5280 §7.1 comparison (case, white space, "
-        "string type) — CAs rolling over from PrintableString to UTF8String",
-    ),
-    (
-        "must be UtcTime",
-        "validity in GeneralizedTime before 2050: an encoding rule for CAs, not a reason to "
-        "reject (PKITS 4.2.4)",
-    ),
-    ("unsupported directoryName constraint", "directoryName name constraints are checked here"),
-    ("unsupported name constraint", "URI and other name-constraint forms are checked here"),
-    (
-        "path length constraint violated",
-        "self-issued certificates do not count towards pathLenConstraint (RFC 5280 §6.1.4 (l))",
-    ),
-    (
-        "signature does not match",
-        "a key-rollover path (self-issued certificates) the other path builder did not try",
-    ),
-)
 
 _DER = Encoding.DER
 # What pyca/cryptography raises on lazily parsed, malformed extensions (ValueError covers its
@@ -150,11 +128,6 @@ def _client_extension_policies(
     return ca_policy, ee_policy
 
 
-def _permitted_by_rfc5280(error: verification.VerificationError) -> bool:
-    message = str(error)
-    return any(fragment in message for fragment, _ in RFC5280_PERMITS)
-
-
 def utc(at: datetime) -> datetime:
     """``at`` as an aware UTC datetime (a naive one is taken to be UTC already)."""
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
@@ -217,18 +190,19 @@ class ChainValidator:
     def _validate(
         self, leaf: x509.Certificate, intermediates: list[x509.Certificate], at: datetime
     ) -> VerifiedChain:
-        rejections: list[verification.VerificationError] = []
         for group in self._groups:
             try:
                 verified = self._verifier(group, at).verify(leaf, intermediates)
-            except verification.VerificationError as exc:
-                rejections.append(exc)
+            except verification.VerificationError:
+                # Its reason is not read: whatever it was, the engine's own path building below
+                # decides, with every check of its own.
                 continue
             path = tuple(verified.chain)
-            anchor = self._by_certificate[path[-1]]
-            check_path_name_constraints(path)
-            return self._finish(path, anchor, intermediates, at)
-        return self._validate_rfc5280(leaf, intermediates, at, rejections)
+            # The path pyca/cryptography found is held to the engine's own RFC 5280 processing
+            # too (the stricter of the two decides); its signatures are already verified.
+            process_path(path, at)
+            return self._finish(path, self._by_certificate[path[-1]], intermediates, at)
+        return self._validate_own(leaf, intermediates, at)
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -243,19 +217,16 @@ class ChainValidator:
             .build_client_verifier()
         )
 
-    def _validate_rfc5280(
-        self,
-        leaf: x509.Certificate,
-        intermediates: Sequence[x509.Certificate],
-        at: datetime,
-        rejections: Sequence[verification.VerificationError],
+    def _validate_own(
+        self, leaf: x509.Certificate, intermediates: Sequence[x509.Certificate], at: datetime
     ) -> VerifiedChain:
-        if not all(_permitted_by_rfc5280(r) for r in rejections):
-            # pyca/cryptography's verdict stands. The own engine only diagnoses (it raises
-            # certificate_expired for a chain that fails on dates alone); no revocation
-            # sources are consulted for a chain that is refused anyway.
-            validate_path(leaf, intermediates, self._candidates, at=at, max_length=self._max_length)
-            raise CertificateUntrusted("; ".join(str(r) for r in rejections))
+        """The engine's own path building, when pyca/cryptography's verifier found no path.
+
+        Every candidate path gets the same checks as a path the verifier found: RFC 5280
+        processing in ``process_path``, then ``_finish`` (profile, CA purposes, leaf usage,
+        depth, revocation). A path is accepted only when all of them pass; otherwise the most
+        telling error of all candidates is raised (expired rather than untrusted).
+        """
         results: list[VerifiedChain] = []
 
         def accept(path: tuple[x509.Certificate, ...], candidate: Candidate) -> None:
@@ -280,6 +251,7 @@ class ChainValidator:
                 f"chain of {len(path)} certificates exceeds the anchor's maximum {policy.max_depth}"
             )
         check_profile(path)
+        check_ca_purposes(path, policy)
         check_usage(path[0], policy)
         statuses = self.revocation.check_chain(
             path,
@@ -414,6 +386,78 @@ def _ca_key_strength(certificate: x509.Certificate) -> str | None:
     return None
 
 
+_KEY_IDENTIFIERS = {
+    ExtensionOID.AUTHORITY_KEY_IDENTIFIER: "authorityKeyIdentifier",
+    ExtensionOID.SUBJECT_KEY_IDENTIFIER: "subjectKeyIdentifier",
+}
+
+
+def _critical_key_identifiers(certificate: x509.Certificate) -> str | None:
+    for oid, name in _KEY_IDENTIFIERS.items():
+        extension = _extension_or_none(certificate, oid)
+        if extension is not None and extension.critical:
+            return f"{name} must not be critical (RFC 5280 §4.2.1.1, §4.2.1.2)"
+    return None
+
+
+# RFC 5280 §4.1.2.2: serial numbers are at most 20 octets (DER, sign octet included).
+MAXIMUM_SERIAL_OCTETS = 20
+
+
+def _serial_length(certificate: x509.Certificate) -> str | None:
+    serial = abs(serial_number(certificate))
+    if serial.bit_length() // 8 + 1 > MAXIMUM_SERIAL_OCTETS:
+        return f"serial number longer than {MAXIMUM_SERIAL_OCTETS} octets (RFC 5280 §4.1.2.2)"
+    return None
+
+
+def _ca_subject(certificate: x509.Certificate) -> str | None:
+    if len(certificate.subject) == 0:
+        return "a CA certificate must have a non-empty subject (RFC 5280 §4.1.2.6)"
+    return None
+
+
+def _end_entity_name_constraints(certificate: x509.Certificate) -> str | None:
+    if is_ca(certificate):
+        return None
+    if _extension_or_none(certificate, ExtensionOID.NAME_CONSTRAINTS) is not None:
+        return "nameConstraints in an end-entity certificate (RFC 5280 §4.2.1.10)"
+    return None
+
+
+@lru_cache(maxsize=CERTIFICATE_MEMO_SIZE)
+def _key_parameters(certificate: x509.Certificate) -> asn1_keys.PublicKeyInfo:
+    der = certificate.public_bytes(_DER)
+    return asn1_x509.Certificate.load(der)["tbs_certificate"]["subject_public_key_info"]
+
+
+def _named_curve(certificate: x509.Certificate) -> str | None:
+    """An EC key names its curve; explicit curve parameters are refused (RFC 5480 §2.1.1)."""
+    info = _key_parameters(certificate)
+    if info["algorithm"]["algorithm"].native != "ec":
+        return None
+    if info["algorithm"]["parameters"].name != "named":
+        return "EC key with explicit curve parameters (RFC 5480 §2.1.1: namedCurve only)"
+    return None
+
+
+# Smallest EC key a CA may have: P-192 and other sub-224-bit curves are refused.
+MINIMUM_CA_EC_BITS = 224
+
+
+def _ca_ec_strength(certificate: x509.Certificate) -> str | None:
+    info = _key_parameters(certificate)
+    if info["algorithm"]["algorithm"].native != "ec" or _named_curve(certificate):
+        return None
+    try:
+        key = certificate.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        return None  # SM2 and curves pyca/cryptography cannot load are judged elsewhere
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.key_size < MINIMUM_CA_EC_BITS:
+        return f"CA EC key smaller than {MINIMUM_CA_EC_BITS} bits ({key.curve.name})"
+    return None
+
+
 def _policy_constraints(certificate: x509.Certificate) -> str | None:
     extension = _extension_or_none(certificate, ExtensionOID.POLICY_CONSTRAINTS)
     if extension is not None and not extension.critical:
@@ -434,15 +478,38 @@ def _san_criticality(certificate: x509.Certificate) -> str | None:
 # Certificate-profile rules (RFC 5280 §4) per position in the path, checked on every accepted
 # path whichever engine accepted it: pyca/cryptography's verifier leaves these to the issuing CA.
 PROFILE_CHECKS: Mapping[str, tuple[Callable[[x509.Certificate], str | None], ...]] = {
-    "leaf": (_missing_aki, _rsa_modulus, _san_criticality),
+    "leaf": (
+        _missing_aki,
+        _critical_key_identifiers,
+        _serial_length,
+        _named_curve,
+        _end_entity_name_constraints,
+        _rsa_modulus,
+        _san_criticality,
+    ),
     "intermediate": (
         _missing_ski,
         _missing_aki,
+        _critical_key_identifiers,
+        _serial_length,
+        _ca_subject,
+        _named_curve,
         _rsa_modulus,
         _ca_key_strength,
+        _ca_ec_strength,
         _policy_constraints,
     ),
-    "anchor": (_missing_ski, _anchor_aki, _rsa_modulus, _ca_key_strength, _policy_constraints),
+    "anchor": (
+        _missing_ski,
+        _anchor_aki,
+        _critical_key_identifiers,
+        _ca_subject,
+        _named_curve,
+        _rsa_modulus,
+        _ca_key_strength,
+        _ca_ec_strength,
+        _policy_constraints,
+    ),
 }
 
 
@@ -477,6 +544,22 @@ def extended_key_usages(certificate: x509.Certificate) -> frozenset[str] | None:
     return frozenset(oid.dotted_string for oid in extension.value)
 
 
+def check_ca_purposes(path: Sequence[x509.Certificate], policy: ValidationPolicy) -> None:
+    """Every CA certificate of the path whose extendedKeyUsage is present must allow the anchor
+    policy's purpose (or anyExtendedKeyUsage): a CA restricted to other purposes cannot vouch for
+    a login certificate, whichever path builder found the path."""
+    for certificate in path[1:]:
+        purposes = extended_key_usages(certificate)
+        if purposes is None:
+            continue
+        if policy.extended_key_usage not in purposes and _ANY_EKU.dotted_string not in purposes:
+            wanted = _EKU_NAMES.get(policy.extended_key_usage, policy.extended_key_usage)
+            raise CertificateUntrusted(
+                f"{certificate.subject.rfc4514_string()}: CA extendedKeyUsage does not allow "
+                f"{wanted}"
+            )
+
+
 def check_usage(leaf: x509.Certificate, policy: ValidationPolicy) -> None:
     """keyUsage and extendedKeyUsage of the leaf, per policy (``certificate_usage_invalid``)."""
     usage = key_usage(leaf)
@@ -503,4 +586,4 @@ def check_usage(leaf: x509.Certificate, policy: ValidationPolicy) -> None:
     raise CertificateUsageInvalid(f"extendedKeyUsage does not include {wanted}")
 
 
-__all__ = ["RFC5280_PERMITS", "ChainValidator", "check_usage", "utc", "RevocationStatus"]
+__all__ = ["ChainValidator", "check_ca_purposes", "check_usage", "utc", "RevocationStatus"]
