@@ -9,9 +9,15 @@ included, answers 403 ``origin_not_allowed`` when ``Origin`` is missing or not a
 The PIN arrives in the ``POST /v1/sign`` body, is handed to ``C_Login`` and dropped with the
 request; request logs carry method, path and status only.
 
+Every JSON body goes through one parser (``json_fields``): strict UTF-8 JSON, nesting at most
+``MAX_JSON_DEPTH``, no lone surrogates or NUL, each field of its declared type (``JSON_ROUTES``);
+anything else is ``bad_request``. PIN attempts per token are limited by ``tokens.pin_guard``.
+
 Server: werkzeug's threaded WSGI server (a Flask dependency already). The agent has one user on one
 machine; a thread per connection keeps long-lived event streams from starving signing requests, as a
-fixed worker pool would.
+fixed worker pool would. Connections are capped (``MAX_CONNECTIONS``): one over the cap is answered
+503 ``unavailable`` and closed, and an idle keep-alive connection is closed after
+``IDLE_TIMEOUT_SECONDS``, so no page can pile up threads.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, ThreadedWSGIServer, WSGIRequestHandler
 
 from certs.errors import DEFAULT_LANGUAGE
 from tokens.errors import (
@@ -38,10 +44,12 @@ from tokens.errors import (
     TokenBadRequest,
     TokenError,
     TokenFailure,
+    TokenNotPresent,
 )
 from tokens.login_message import login_message, normalise_origin
 from tokens.pcsc import CardChange, CardEvent, PcscWatcher
-from tokens.pkcs11 import TokenInfo, TokenLibrary
+from tokens.pin_guard import PinGuard, PinPolicy, token_key
+from tokens.pkcs11 import PinState, TokenInfo, TokenLibrary
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +64,24 @@ POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0
 PREFLIGHT_MAX_AGE = 600
 LISTEN_BACKLOG = 64
+# Open connections at once (each an event stream or a request); a browser keeps at most six per
+# host, so this is several pages' worth.
+MAX_CONNECTIONS = 32
+IDLE_TIMEOUT_SECONDS = 30.0
+# A sign request is a flat object; nothing nests.
+MAX_JSON_DEPTH = 4
+
+# The JSON body of each route that takes one: field -> (type, required).
+SIGN_FIELDS: Mapping[str, tuple[type, bool]] = {
+    "cert_id": (str, True),
+    "pin": (str, True),
+    "challenge_id": (str, True),
+    "nonce": (str, True),
+    "token_label": (str, False),
+    "signature_algorithm": (str, False),
+    "confirm_final_try": (bool, False),
+}
+JSON_ROUTES: Mapping[str, Mapping[str, tuple[type, bool]]] = {"/v1/sign": SIGN_FIELDS}
 
 # HTTP status per error code (DESIGN.md errors table, plus the agent's own codes).
 HTTP_STATUS: Mapping[str, int] = {
@@ -65,6 +91,8 @@ HTTP_STATUS: Mapping[str, int] = {
     "pin_locked": 403,
     "certificate_not_found": 404,
     "token_not_present": 404,
+    "pin_final_try": 409,
+    "pin_rate_limited": 429,
     "unavailable": 503,
 }
 
@@ -81,11 +109,15 @@ class AgentConfig:
     port: int = DEFAULT_PORT
     poll_seconds: float = POLL_SECONDS
     max_body_bytes: int = MAX_BODY_BYTES
+    max_connections: int = MAX_CONNECTIONS
+    pin_policy: PinPolicy = field(default_factory=PinPolicy)
 
     def __post_init__(self) -> None:
         check_loopback(self.host)
         if not 0 <= self.port <= 65535:
             raise AgentConfigError(f"port {self.port} out of range")
+        if self.max_connections < 2:
+            raise AgentConfigError("max_connections must be at least 2 (events and a request)")
 
     @classmethod
     def build(
@@ -327,11 +359,72 @@ def error_response(error: TokenError, language: str = DEFAULT_LANGUAGE) -> Respo
     retries_left = getattr(error, "retries_left", None)
     if retries_left is not None:
         body["retries_left"] = retries_left
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        body["retry_after"] = retry_after
     response = Response(
         json.dumps(body, ensure_ascii=False), status=HTTP_STATUS.get(error.code, 400)
     )
     response.mimetype = "application/json"
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
     return response
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _check_json_value(value: Any) -> None:
+    """TokenBadRequest when ``value`` nests deeper than MAX_JSON_DEPTH or holds a string that is
+    not Unicode text (a lone surrogate such as ``"\\ud800"``, valid JSON but no UTF-8) or NUL."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        texts: list[str] = []
+        if isinstance(item, str):
+            texts = [item]
+        elif isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise TokenBadRequest("JSON nested too deeply", reason="JSON nested too deeply")
+            children = item.values() if isinstance(item, dict) else item
+            if isinstance(item, dict):
+                texts = list(item)
+            pending.extend((child, depth + 1) for child in children)
+        for text in texts:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise TokenBadRequest("lone surrogate", reason="text is not Unicode") from None
+            if "\x00" in text:
+                raise TokenBadRequest("NUL in text", reason="text holds NUL")
+
+
+def json_fields(fields: Mapping[str, tuple[type, bool]]) -> dict[str, Any]:
+    """The request's JSON object with ``fields`` checked: the agent's one body parser.
+
+    A required field must be present, not ``null`` and of its type (``bool`` is not a number);
+    an optional ``null`` counts as absent. Other fields are ignored and left out."""
+    if not request.is_json:
+        raise TokenBadRequest("not application/json", reason="JSON object expected")
+    try:
+        body = json.loads(request.get_data(cache=True).decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise TokenBadRequest("body is not JSON", reason="JSON object expected") from None
+    if not isinstance(body, dict):
+        raise TokenBadRequest("body is not a JSON object", reason="JSON object expected")
+    _check_json_value(body)
+    checked: dict[str, Any] = {}
+    for name, (kind, required) in fields.items():
+        value = body.get(name)
+        if value is None:
+            if required:
+                raise TokenBadRequest(f"{name} missing", reason=name)
+            continue
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise TokenBadRequest(f"{name} has the wrong type", reason=name)
+        checked[name] = value
+    return checked
 
 
 def _json(payload: Any) -> Response:
@@ -357,6 +450,7 @@ def create_agent_app(
     app = Flask("certgate-agent")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     allowed = config.allowed_origins
+    pin_guard = PinGuard(config.pin_policy)
 
     @app.before_request
     def check_origin() -> Response | None:
@@ -427,31 +521,36 @@ def create_agent_app(
 
     @app.post("/v1/sign")
     def sign() -> Response:
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise TokenBadRequest("body is not a JSON object", reason="JSON object expected")
-        cert_id = _field(body, "cert_id")
+        body = json_fields(JSON_ROUTES[request.path])
         try:
-            cert_id_bytes = bytes.fromhex(cert_id)
+            cert_id_bytes = bytes.fromhex(body["cert_id"])
         except ValueError:
             raise TokenBadRequest("cert_id not hex", reason="cert_id") from None
         if not cert_id_bytes:
             raise TokenBadRequest("cert_id empty", reason="cert_id")
-        token_label = _optional_field(body, "token_label")
-        algorithm = _optional_field(body, "signature_algorithm")
+        for name in ("token_label", "signature_algorithm"):
+            if body.get(name) == "":
+                raise TokenBadRequest(f"{name} malformed", reason=name)
+        token_label = body.get("token_label")
         # The origin comes from the checked header; a body's "origin" is ignored.
-        message = login_message(g.origin, body.get("challenge_id"), body.get("nonce"))
-        pin = body.pop("pin", None)
-        if not isinstance(pin, str) or not pin or len(pin) > MAX_PIN_LENGTH:
+        message = login_message(g.origin, body["challenge_id"], body["nonce"])
+        pin = body.pop("pin")
+        if not pin or len(pin) > MAX_PIN_LENGTH:
             raise TokenBadRequest("pin missing or malformed", reason="pin")
         try:
-            signed = library.sign_login(
-                cert_id_bytes,
-                pin,
-                message,
-                token_label=token_label,
-                signature_algorithm=algorithm,
-            )
+            entry = library.find_certificate(cert_id_bytes, token_label=token_label)
+            with pin_guard.attempt(
+                entry.token,
+                _pin_state(library, entry.token),
+                confirm_final_try=body.get("confirm_final_try") is True,
+            ):
+                signed = library.sign_login(
+                    cert_id_bytes,
+                    pin,
+                    message,
+                    token_label=entry.token.label,
+                    signature_algorithm=body.get("signature_algorithm"),
+                )
         finally:
             del pin
         return _json(signed.describe())
@@ -487,32 +586,71 @@ def create_agent_app(
     return app
 
 
-def _field(body: Mapping[str, Any], name: str) -> str:
-    value = body.get(name)
-    if not isinstance(value, str) or not value:
-        raise TokenBadRequest(f"{name} missing", reason=name)
-    return value
-
-
-def _optional_field(body: Mapping[str, Any], name: str) -> str | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise TokenBadRequest(f"{name} malformed", reason=name)
-    return value
+def _pin_state(library: TokenLibrary, token: TokenInfo) -> PinState:
+    """The token's PIN flags as it reports them now, just before a PIN would be sent."""
+    for present in library.tokens(rescan=False):
+        if token_key(present) == token_key(token):
+            return present.pin
+    raise TokenNotPresent(f"token {token.label!r} went away")
 
 
 class _RequestHandler(WSGIRequestHandler):
     """HTTP/1.1 (keep-alive, chunked event streams); request lines go to the agent's log."""
 
     protocol_version = "HTTP/1.1"
+    # Socket timeout: an idle keep-alive connection gives its place back.
+    timeout = IDLE_TIMEOUT_SECONDS
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         log.info("%s %s %s", self.command, getattr(self, "path", "?").split("?")[0], code)
 
     def log(self, type: str, message: str, *args: Any) -> None:
         getattr(log, type if type in ("info", "warning", "error") else "info")(message, *args)
+
+
+_OVER_CAP = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s"
+)
+
+
+class _BoundedServer(ThreadedWSGIServer):
+    """A thread per connection, at most ``max_connections`` at once."""
+
+    def __init__(self, *args: Any, max_connections: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_connections = max_connections
+        self._places = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._places.acquire(blocking=False):
+            log.warning("connection refused: %d connections open", self.max_connections)
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._places.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._places.release()
+
+    def _refuse(self, request: socket.socket) -> None:
+        error = TokenFailure("too many connections")
+        body = json.dumps(
+            {"ok": False, "error": error.code, "message": error.message()}, ensure_ascii=False
+        ).encode("utf-8")
+        try:
+            request.settimeout(1.0)
+            request.sendall(_OVER_CAP % (len(body), body))
+        except OSError:
+            pass
+        finally:
+            self.shutdown_request(request)
 
 
 @dataclass
@@ -547,13 +685,13 @@ class SigningAgent:
         try:
             listener.bind((self.config.host, self.config.port))
             listener.listen(LISTEN_BACKLOG)
-            self._server = make_server(
+            self._server = _BoundedServer(
                 self.config.host,
                 self.config.port,
                 self.app,
-                threaded=True,
-                request_handler=_RequestHandler,
+                _RequestHandler,
                 fd=listener.fileno(),
+                max_connections=self.config.max_connections,
             )
         finally:
             listener.close()  # the server holds its own duplicate of the socket

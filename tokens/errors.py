@@ -94,6 +94,33 @@ class PinLocked(TokenError):
     }
 
 
+class PinRateLimited(TokenError):
+    """Too many wrong PINs for this token just now; nothing was sent to it."""
+
+    code = "pin_rate_limited"
+    templates = {
+        "zh-CN": "PIN 码尝试过于频繁，为保护 USB Key 不被锁定，请 {retry_after} 秒后再试。",
+        "en": "Too many PIN attempts; to keep the USB key from locking, try again in "
+        "{retry_after} s.",
+    }
+
+    def __init__(self, detail: str = "", *, retry_after: int) -> None:
+        super().__init__(detail, retry_after=retry_after)
+        self.retry_after = retry_after
+
+
+class PinFinalTry(TokenError):
+    """The token is at its final PIN try and the request did not carry the person's
+    confirmation (``confirm_final_try``); nothing was sent to it."""
+
+    code = "pin_final_try"
+    templates = {
+        "zh-CN": "USB Key 只剩最后一次 PIN 尝试机会，再输错将被锁定。请核对 PIN 无误后再确认提交。",
+        "en": "The USB key has one PIN try left; another wrong PIN locks it. Check the PIN, "
+        "then confirm to try it.",
+    }
+
+
 class TokenNotPresent(TokenError):
     code = "token_not_present"
     templates = {

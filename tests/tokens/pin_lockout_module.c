@@ -9,6 +9,9 @@
  * USER_PIN_LOCKED; a locked token answers C_Login with CKR_PIN_LOCKED. A right PIN resets the
  * counter, as on real keys. One counter for the whole module: tests use one token through it.
  *
+ * Tests reach two extra functions through ctypes (the same loaded library): the number of user
+ * C_Login calls that reached the token, and a reset that also sets the number of tries.
+ *
  * Build: cc -shared -fPIC -I/usr/include/p11-kit-1 pin_lockout_module.c -o pin_lockout.so -ldl
  */
 #include <dlfcn.h>
@@ -21,6 +24,17 @@ static CK_FUNCTION_LIST_PTR target = NULL;
 static CK_FUNCTION_LIST shim;
 static unsigned long failures = 0;
 static unsigned long limit = 3;
+static unsigned long login_calls = 0;
+
+unsigned long pin_lockout_login_calls(void) { return login_calls; }
+
+void pin_lockout_reset(unsigned long tries) {
+    failures = 0;
+    login_calls = 0;
+    if (tries > 0) {
+        limit = tries;
+    }
+}
 
 static CK_RV shim_login(CK_SESSION_HANDLE session, CK_USER_TYPE user_type, CK_UTF8CHAR_PTR pin,
                         CK_ULONG pin_len) {
@@ -28,6 +42,7 @@ static CK_RV shim_login(CK_SESSION_HANDLE session, CK_USER_TYPE user_type, CK_UT
     if (user_type != CKU_USER) {
         return target->C_Login(session, user_type, pin, pin_len);
     }
+    login_calls++;
     if (failures >= limit) {
         return CKR_PIN_LOCKED;
     }

@@ -15,6 +15,8 @@ AGENT_CODES = {
     "origin_not_allowed",
     "pin_incorrect",
     "pin_locked",
+    "pin_final_try",
+    "pin_rate_limited",
     "token_not_present",
     "certificate_not_found",
     "bad_request",
@@ -88,6 +90,8 @@ def test_every_error_has_a_message_and_a_status(
     kwargs: dict[str, object] = {}
     if klass is login_client.OriginMismatch:
         kwargs = {"origin": "https://a.test", "challenge_origin": "https://b.test"}
+    if klass is errors.PinRateLimited:
+        kwargs = {"retry_after": 30}
     if klass is login_client.GatewayRefused:
         error = klass("account_not_found", "no account", 401)  # type: ignore[call-arg]
     else:
@@ -105,6 +109,10 @@ def test_every_error_has_a_message_and_a_status(
         (errors.PinIncorrect(count_low=True), "en", "few attempts"),
         (errors.PinIncorrect(), "en", "The PIN is incorrect."),
         (errors.PinLocked(), "zh-CN", "锁定"),
+        (errors.PinRateLimited(retry_after=30), "zh-CN", "30 秒后再试"),
+        (errors.PinRateLimited(retry_after=30), "en", "try again in 30 s"),
+        (errors.PinFinalTry(), "zh-CN", "最后一次"),
+        (errors.PinFinalTry(), "en", "one PIN try left"),
     ],
 )
 def test_pin_messages(error: errors.TokenError, language: str, text: str) -> None:
