@@ -8,6 +8,7 @@ maximum depth) and, for the gateway, its identity mapping rule. Builders return 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -37,6 +38,31 @@ KEY_USAGE_BITS = (
 )
 
 
+ANY_POLICY = "2.5.29.32.0"  # anyPolicy (RFC 5280 §4.2.1.4)
+_DOTTED_OID = re.compile(r"[0-2](\.(0|[1-9][0-9]*))+")
+
+
+@dataclass(frozen=True)
+class PolicyInputs:
+    """Certificate-policy inputs of RFC 5280 §6.1.1 (c), (e), (f), (g) for one trust anchor.
+
+    The defaults accept any policy and require none; RFC 5280 path processing then refuses a
+    chain for its policies only when a CA in it demands an explicit policy (policyConstraints).
+    """
+
+    user_initial_policy_set: frozenset[str] = frozenset({ANY_POLICY})
+    initial_explicit_policy: bool = False
+    initial_policy_mapping_inhibit: bool = False
+    initial_any_policy_inhibit: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.user_initial_policy_set:
+            raise ValueError("the initial policy set is empty (use anyPolicy for any)")
+        for oid in self.user_initial_policy_set:
+            if not _DOTTED_OID.fullmatch(oid):
+                raise ValueError(f"not a dotted object identifier: {oid!r}")
+
+
 @dataclass(frozen=True)
 class ValidationPolicy:
     """Rules for client certificates under one trust anchor."""
@@ -60,6 +86,8 @@ class ValidationPolicy:
     # Follow CRL distribution points and OCSP AIA URLs found in certificates.
     use_distribution_points: bool = True
     use_ocsp: bool = True
+    # Certificate policies the chain must satisfy (RFC 5280 §6.1); by default any.
+    certificate_policies: PolicyInputs = field(default_factory=PolicyInputs)
 
     def __post_init__(self) -> None:
         unknown = set(self.required_key_usage) - set(KEY_USAGE_BITS)

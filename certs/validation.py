@@ -51,6 +51,7 @@ from certs.path import (
     process_path,
     validate_path,
 )
+from certs.policies import process_policies
 from certs.policy import TrustAnchor, ValidationPolicy
 from certs.revocation.checker import RevocationChecker, SignerValidator, serial_number
 from certs.revocation.status import RevocationState, RevocationStatus
@@ -110,7 +111,12 @@ def _client_extension_policies(
         .may_be_present(
             x509.ExtendedKeyUsage, agnostic, _ca_eku_validator(policy.extended_key_usage)
         )
-        .may_be_present(x509.PolicyConstraints, verification.Criticality.CRITICAL, None)
+        # Policy extensions are processed by the engine (certs.policies) whatever their
+        # criticality: RFC 5280 path processing does not look at it (PKITS 4.9, 4.10). The
+        # verifier does not know policyMappings at all: a chain with a critical one is left to
+        # the engine's own path builder, which runs the same checks.
+        .may_be_present(x509.PolicyConstraints, agnostic, None)
+        .may_be_present(x509.InhibitAnyPolicy, agnostic, None)
         # RFC 5280 §4.2.1.3 / §6.1.4 (n): keyUsage restricts a CA only when present (x509-limbo
         # crl::issuer-no-keyusage-extension); the Web PKI's "must be present" is not a login rule.
         .may_be_present(x509.KeyUsage, agnostic, _ca_key_usage)
@@ -252,6 +258,7 @@ class ChainValidator:
             )
         check_profile(path)
         check_ca_purposes(path, policy)
+        process_policies(path, policy.certificate_policies)
         check_usage(path[0], policy)
         statuses = self.revocation.check_chain(
             path,
@@ -458,13 +465,6 @@ def _ca_ec_strength(certificate: x509.Certificate) -> str | None:
     return None
 
 
-def _policy_constraints(certificate: x509.Certificate) -> str | None:
-    extension = _extension_or_none(certificate, ExtensionOID.POLICY_CONSTRAINTS)
-    if extension is not None and not extension.critical:
-        return "policyConstraints must be critical (RFC 5280 §4.2.1.11)"
-    return None
-
-
 def _san_criticality(certificate: x509.Certificate) -> str | None:
     san = _extension_or_none(certificate, ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
     empty_subject = len(certificate.subject) == 0
@@ -497,7 +497,6 @@ PROFILE_CHECKS: Mapping[str, tuple[Callable[[x509.Certificate], str | None], ...
         _rsa_modulus,
         _ca_key_strength,
         _ca_ec_strength,
-        _policy_constraints,
     ),
     "anchor": (
         _missing_ski,
@@ -508,7 +507,6 @@ PROFILE_CHECKS: Mapping[str, tuple[Callable[[x509.Certificate], str | None], ...
         _rsa_modulus,
         _ca_key_strength,
         _ca_ec_strength,
-        _policy_constraints,
     ),
 }
 

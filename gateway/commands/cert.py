@@ -30,7 +30,7 @@ from cryptography import x509
 from certs.errors import DEFAULT_LANGUAGE, LANGUAGES, CertGateError
 from certs.fetch import FetchError, HttpFetcher
 from certs.identity import CertificateIdentity, display_dn, extract_identity
-from certs.policy import RevocationMode, TrustAnchor, ValidationPolicy
+from certs.policy import ANY_POLICY, PolicyInputs, RevocationMode, TrustAnchor, ValidationPolicy
 
 EXIT_VALID = 0
 EXIT_INVALID = 1
@@ -70,6 +70,11 @@ USAGE_MESSAGES: Mapping[str, Mapping[str, str]] = {
     "bad_time": {
         "zh-CN": "--at 需要 ISO 8601 时间，例如 2026-01-31T08:00:00Z，而不是 {value!r}",
         "en": "--at takes an ISO 8601 time such as 2026-01-31T08:00:00Z, not {value!r}",
+    },
+    "bad_policy": {
+        "zh-CN": "--policy 需要点分形式的证书策略 OID（如 2.5.29.32.0），而不是 {value!r}",
+        "en": "--policy takes a certificate policy OID in dotted form (e.g. 2.5.29.32.0), "
+        "not {value!r}",
     },
     "bad_ocsp_url": {
         "zh-CN": "--ocsp 需要 http:// 或 https:// 地址，而不是 {value!r}",
@@ -157,6 +162,22 @@ class VerifyRequest:
     at: datetime
 
 
+def _policy_inputs(
+    oids: Sequence[str], explicit: bool, inhibit_mapping: bool, inhibit_any: bool
+) -> PolicyInputs:
+    for oid in oids:
+        try:
+            PolicyInputs(user_initial_policy_set=frozenset({oid}))
+        except ValueError:
+            raise UsageProblem("bad_policy", value=oid) from None
+    return PolicyInputs(
+        user_initial_policy_set=frozenset(oids or (ANY_POLICY,)),
+        initial_explicit_policy=explicit,
+        initial_policy_mapping_inhibit=inhibit_mapping,
+        initial_any_policy_inhibit=inhibit_any,
+    )
+
+
 def build_request(
     certificate_path: str,
     chain_paths: Sequence[str],
@@ -165,6 +186,7 @@ def build_request(
     ocsp_url: str | None,
     revocation: str,
     at: str | None,
+    policies: PolicyInputs,
 ) -> VerifyRequest:
     presented = load_certificates(certificate_path, "certificate")
     # A PEM CERT file may hold the whole chain: the first certificate is the one verified.
@@ -178,7 +200,9 @@ def build_request(
     if ocsp_url is not None and not ocsp_url.lower().startswith(("http://", "https://")):
         raise UsageProblem("bad_ocsp_url", value=ocsp_url)
     mode = RevocationMode(revocation)
-    policy = ValidationPolicy(revocation=mode, ocsp_responder=ocsp_url)
+    policy = ValidationPolicy(
+        revocation=mode, ocsp_responder=ocsp_url, certificate_policies=policies
+    )
     anchors = tuple(
         TrustAnchor(certificate, policy=policy)
         for path in trust_paths
@@ -330,6 +354,22 @@ def cert() -> None:
     "off: do not check (no network).",
 )
 @click.option(
+    "--policy",
+    "policy_oids",
+    multiple=True,
+    metavar="OID",
+    help="An acceptable certificate policy (repeatable; default anyPolicy).",
+)
+@click.option(
+    "--require-explicit-policy",
+    is_flag=True,
+    help="The chain must assert one of the acceptable policies (RFC 5280 §6.1).",
+)
+@click.option("--inhibit-policy-mapping", is_flag=True, help="Do not honour policyMappings.")
+@click.option(
+    "--inhibit-any-policy", is_flag=True, help="anyPolicy in CA certificates matches nothing."
+)
+@click.option(
     "--at",
     "at",
     metavar="ISO8601",
@@ -347,6 +387,10 @@ def verify(
     crl_paths: tuple[str, ...],
     ocsp_url: str | None,
     revocation: str,
+    policy_oids: tuple[str, ...],
+    require_explicit_policy: bool,
+    inhibit_policy_mapping: bool,
+    inhibit_any_policy: bool,
     at: str | None,
     as_json: bool,
     language: str,
@@ -356,8 +400,18 @@ def verify(
     Exit status 0 when valid, 1 when not, 2 for a usage error.
     """
     try:
+        policies = _policy_inputs(
+            policy_oids, require_explicit_policy, inhibit_policy_mapping, inhibit_any_policy
+        )
         request = build_request(
-            certificate_path, chain_paths, trust_paths, crl_paths, ocsp_url, revocation, at
+            certificate_path,
+            chain_paths,
+            trust_paths,
+            crl_paths,
+            ocsp_url,
+            revocation,
+            at,
+            policies,
         )
         document = _verify(request, language)
     except UsageProblem as problem:
@@ -384,6 +438,8 @@ def _verify(request: VerifyRequest, language: str) -> dict[str, Any]:
             "ok": False,
             "code": error.code,
             "message": error.message(language),
+            # What exactly failed, in the engine's words (English), for the operator.
+            "detail": error.detail,
             "chain": [],
             "identity": identity_json,
         }

@@ -47,6 +47,7 @@ def _pkits_case(case: dict[str, Any]) -> None:
         revocation=RevocationMode.HARD_FAIL if case.get("revocation", True) else RevocationMode.OFF,
         required_key_usage=frozenset(),
         max_depth=16,
+        certificate_policies=test_pkits.policy_inputs(case),
     )
     anchor = TrustAnchor(test_pkits._certificate("TrustAnchorRootCertificate.crt"), policy)
     intermediates = [test_pkits._certificate(n) for n in case.get("other_certs", [])]

@@ -81,6 +81,10 @@ SKIP: dict[str, str] = {
         "criticality does not refuse it; production Chinese roots (MCSCA) have a non-critical "
         "basicConstraints"
     ),
+    "rfc5280::pc::ica-noncritical-pc": (
+        "conflicts with NIST PKITS: 16 of its CA certificates (GoodsubCACert among them) carry a "
+        "non-critical policyConstraints in valid paths; RFC 5280 §6.1 never looks at criticality"
+    ),
     "rfc5280::aki::cross-signed-root-missing-aki": (
         "pedantic-rfc5280: a trust anchor is configured input (RFC 5280 §6.1.1 (d)); "
         "cve::cve-2024-0567 needs such an anchor accepted"

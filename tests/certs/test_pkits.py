@@ -19,13 +19,34 @@ import pytest
 from cryptography import x509
 
 from certs.errors import CertError, CertificateRevoked
-from certs.policy import RevocationMode, TrustAnchor, ValidationPolicy
+from certs.policy import (
+    ANY_POLICY,
+    PolicyInputs,
+    RevocationMode,
+    TrustAnchor,
+    ValidationPolicy,
+)
 from certs.revocation.checker import RevocationChecker
 from certs.revocation.crl import CrlInvalid, CrlStore
 from certs.validation import ChainValidator
 
 PKITS = Path(__file__).parents[2].parent / "shared/conformance/pkits"
-SECTIONS = {"401", "402", "403", "404", "405", "406", "407", "413", "414"}
+SECTIONS = {
+    "401",
+    "402",
+    "403",
+    "404",
+    "405",
+    "406",
+    "407",
+    "408",
+    "409",
+    "410",
+    "411",
+    "412",
+    "413",
+    "414",
+}
 # PKITS certificates are valid 2010-01-01 .. 2030-12-31; any moment in between will do.
 AT = datetime(2022, 6, 1, tzinfo=UTC)
 
@@ -92,6 +113,17 @@ _CODE_BY_MESSAGE = (
 CODE_OVERRIDES: dict[str, str] = {}
 
 
+def policy_inputs(case: dict[str, Any]) -> PolicyInputs:
+    """The case's initial policy set and flags (RFC 5280 §6.1.1), as a trust anchor's policy."""
+    params = case.get("params") or {}
+    return PolicyInputs(
+        user_initial_policy_set=frozenset(params.get("user_initial_policy_set", [ANY_POLICY])),
+        initial_explicit_policy=params.get("initial_explicit_policy", False),
+        initial_policy_mapping_inhibit=params.get("initial_policy_mapping_inhibit", False),
+        initial_any_policy_inhibit=params.get("initial_any_policy_inhibit", False),
+    )
+
+
 def _expected_code(case: dict[str, Any]) -> str:
     if case["id"] in CODE_OVERRIDES:
         return CODE_OVERRIDES[case["id"]]
@@ -125,6 +157,7 @@ def test_pkits(case: dict[str, Any]) -> None:
         revocation=RevocationMode.HARD_FAIL if revocation else RevocationMode.OFF,
         required_key_usage=frozenset(),
         max_depth=16,
+        certificate_policies=policy_inputs(case),
     )
     anchor = TrustAnchor(_certificate("TrustAnchorRootCertificate.crt"), policy)
     leaf = _certificate(case["cert"])

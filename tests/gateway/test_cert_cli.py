@@ -73,6 +73,8 @@ USAGE_CASES = [
      "--at takes an ISO 8601 time"),
     ("--ocsp is not an http URL", ["{dir}/leaf.pem", "--trust", "{dir}/ca.pem", "--ocsp",
      "ldap://ocsp.example"], "--ocsp takes an http"),
+    ("--policy is not an OID", ["{dir}/leaf.pem", "--trust", "{dir}/ca.pem", "--policy",
+     "1.2.x"], "--policy takes a certificate policy OID"),
 ]  # fmt: skip
 
 

@@ -217,3 +217,18 @@ def test_ocsp_responder_answers(
         root_crl,
     )
     assert exit_code == 0, document
+
+
+def test_a_required_policy_the_chain_does_not_assert_is_refused(
+    person, root_path, intermediate_path
+):
+    common = (
+        person.cert_path, "--chain", intermediate_path, "--trust", root_path,
+        "--revocation", "off", "--at", AT, "--policy", "1.2.156.112559.1.1.1", "--lang", "en",
+    )  # fmt: skip
+    exit_code, document = verify_json(*common)
+    assert exit_code == 0, document  # named but not required: RFC 5280 asks nothing more
+    exit_code, document = verify_json(*common, "--require-explicit-policy")
+    assert exit_code == 1
+    assert document["code"] == "certificate_untrusted"
+    assert "no acceptable certificate policy" in document["detail"]
