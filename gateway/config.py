@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 from flask import Flask
 
+from gateway.proxy import CertificateHeaderForm, CertificateHeaders
+
 CONFIG_FILE_NAME = "certgate.toml"
 ENV_PREFIX = "CERTGATE"
 
@@ -27,7 +29,12 @@ DEFAULTS: Mapping[str, Any] = {
     "DATA_KEY": None,  # base64 of 32 random bytes; required outside dev mode
     "DEV_MODE": False,
     "TRUSTED_PROXIES": [],  # addresses or networks of reverse proxies
-    "TLS_CLIENT_CERT_HEADER": "X-SSL-Client-Cert",  # nginx $ssl_client_escaped_cert
+    # The one form and header a trusted proxy passes the client certificate in; every other
+    # client-certificate header is ignored and audited (gateway/proxy.py). The header defaults
+    # by form: "escaped-pem" (nginx $ssl_client_escaped_cert) in X-SSL-Client-Cert, "rfc9440"
+    # in Client-Cert / Client-Cert-Chain.
+    "TLS_CLIENT_CERT_FORM": "escaped-pem",
+    "TLS_CLIENT_CERT_HEADER": None,
     "MIGRATE_ON_START": True,
     # Where challenges and attempt counters live: "memory" (this process) or "database".
     # None picks "memory" for an SQLite database (the embedded default: one process) and
@@ -258,8 +265,22 @@ def validate_config(config: dict[str, Any]) -> None:
             f"got {state_store!r}"
         )
     config["STATE_STORE"] = state_store
-    if not isinstance(config["TLS_CLIENT_CERT_HEADER"], str):
+    form, header = config["TLS_CLIENT_CERT_FORM"], config["TLS_CLIENT_CERT_HEADER"]
+    try:
+        form = CertificateHeaderForm(form)
+    except ValueError:
+        choices = ", ".join(repr(f.value) for f in CertificateHeaderForm)
+        raise ConfigError(
+            f"{_where(config, 'TLS_CLIENT_CERT_FORM')}: one of {choices}, got {form!r}"
+        ) from None
+    if header is not None and not isinstance(header, str):
         raise ConfigError(f"{_where(config, 'TLS_CLIENT_CERT_HEADER')}: must be a header name")
+    try:
+        certificate_headers = CertificateHeaders.for_form(form, header)
+    except ValueError as exc:
+        raise ConfigError(f"{_where(config, 'TLS_CLIENT_CERT_HEADER')}: {exc}") from None
+    config["TLS_CLIENT_CERT_FORM"] = certificate_headers.form
+    config["TLS_CLIENT_CERT_HEADER"] = certificate_headers.header
     clock = config["CLOCK"]
     if clock is not None and not callable(getattr(clock, "now", None)):
         raise ConfigError(f"{_where(config, 'CLOCK')}: only tests set a clock object")

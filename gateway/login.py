@@ -49,7 +49,7 @@ from gateway.http import (
 )
 from gateway.limits import account_key, address_key, get_guard
 from gateway.passwords import MAX_PASSWORD_LENGTH
-from gateway.proxy import ProxyHeaderError, certificates_from_headers, is_trusted_proxy
+from gateway.proxy import CertificateHeaders, client_certificate
 from gateway.sessions import get_sessions, set_secure_cookie
 from gateway.signatures import ALGORITHMS, login_message, verify_login_signature
 from gateway.storage.database import get_database
@@ -290,22 +290,23 @@ def tls_login() -> Response:
     context = begin_audit("login", "tls")
     check_origin()
     config = current_app.config
-    header = config["TLS_CLIENT_CERT_HEADER"]
-    peer = request.environ.get("REMOTE_ADDR")
     now = clock.now()
     get_guard().check_address(address(), now)
-    presented = None
-    if is_trusted_proxy(peer, config["TRUSTED_PROXIES"]):
-        try:
-            presented = certificates_from_headers(request, header)
-        except ProxyHeaderError as exc:
-            raise BadRequest(f"client certificate header: {exc}") from None
-    elif request.headers.get("Client-Cert") or request.headers.get(header):
+    believed = CertificateHeaders(config["TLS_CLIENT_CERT_FORM"], config["TLS_CLIENT_CERT_HEADER"])
+    found = client_certificate(request, config["TRUSTED_PROXIES"], believed)
+    if found.ignored:
+        # Possibly a client's own header passed through (or around) the proxy: never read, always
+        # recorded. Header names only; the values are the sender's and are not kept.
+        sender = "a trusted proxy" if found.from_trusted_proxy else "an untrusted peer"
         write_audit(
             "ignored",
             event="tls_header_ignored",
-            detail="client certificate header from an untrusted peer",
+            detail=f"client certificate header {', '.join(found.ignored)} from {sender} "
+            f"(believed: {', '.join(believed.believed)} from a trusted proxy)",
         )
+    if found.malformed is not None:
+        raise BadRequest(f"client certificate header: {found.malformed}")
+    presented = found.presented
     if presented is None:
         raise BadRequest("no client certificate from a trusted proxy")
     leaf, intermediates = presented
