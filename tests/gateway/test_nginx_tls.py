@@ -4,9 +4,13 @@ nginx runs as a child of the test with its own prefix, configuration, pid file, 
 folders in a temporary directory (nothing under /etc/nginx or /var), on a free loopback port. It
 verifies the client certificate against the test PKI's root and intermediates
 (``ssl_verify_client optional``) and passes it to a real ``certgate serve`` (waitress) process in
-``$ssl_client_escaped_cert``. nginx connects to the gateway from 127.0.0.2 (``proxy_bind``), the
-only address in ``trusted_proxies``; the test itself talks to the gateway from 127.0.0.1, an
-untrusted peer, to show that forged headers sent around the proxy are ignored and audited.
+``$ssl_client_escaped_cert``. The ``location`` block's ``proxy_set_header`` lines are read from
+docs/gateway.md's example, so the test runs the configuration the docs give. A second ``server``
+on another port sets only ``X-SSL-Client-Cert`` and blanks no other header (a proxy set up
+carelessly): a client's own ``Client-Cert`` then reaches the gateway from the trusted proxy. nginx
+connects to the gateway from 127.0.0.2 (``proxy_bind``), the only address in
+``trusted_proxies``; the test itself talks to the gateway from 127.0.0.1, an untrusted peer, to
+show that forged headers sent around the proxy are ignored and audited.
 
 The PKI runs on the real clock here (nginx checks validity dates against the real clock too), so
 the certificates and CRLs are fresh on any day the test runs.
@@ -37,6 +41,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from gateway.proxy import CLIENT_CERTIFICATE_HEADERS
 from softhsm.pki import CA_NAMES, IssuedCertificate, TestPki, random_id_card_number
 from tests.fixtures_pki import free_port, free_port_block
 from tests.gateway.conftest import DATA_KEY
@@ -50,8 +55,24 @@ pytestmark = pytest.mark.skipif(
     not os.access(NGINX, os.X_OK), reason="nginx is not installed (make test installs it)"
 )
 
-# The configuration docs/gateway.md recommends, on temporary paths. {user} is "user root;" when
-# the test runs as root: then nginx needs no other account (master_process off runs no workers).
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "gateway.md"
+
+
+def documented_nginx() -> tuple[str, list[str]]:
+    """The ``map`` block and the ``location`` block's ``proxy_set_header`` lines of the nginx
+    example in docs/gateway.md ("Behind nginx"), as written there."""
+    section = DOCS.read_text(encoding="utf-8").split("## Behind nginx", 1)[1]
+    example = section.split("```nginx\n", 1)[1].split("```", 1)[0]
+    lines = [line.split("#", 1)[0].strip() for line in example.splitlines()]
+    start = next(i for i, line in enumerate(lines) if line.startswith("map "))
+    end = lines.index("}", start)
+    headers = [line for line in lines if line.startswith("proxy_set_header ")]
+    return "\n".join(lines[start : end + 1]), headers
+
+
+# The configuration docs/gateway.md recommends, on temporary paths, and beside it a careless one.
+# {user} is "user root;" when the test runs as root: then nginx needs no other account
+# (master_process off runs no workers).
 NGINX_CONF = """\
 {user}
 daemon off;
@@ -69,11 +90,8 @@ http {{
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
 
-    # Pass the certificate only when nginx verified it.
-    map $ssl_client_verify $certgate_client_cert {{
-        SUCCESS $ssl_client_escaped_cert;
-        default "";
-    }}
+    # Pass the certificate only when nginx verified it (from docs/gateway.md).
+    {map_block}
 
     server {{
         listen 127.0.0.1:{port} ssl;
@@ -87,13 +105,27 @@ http {{
         location /api/ {{
             proxy_pass http://127.0.0.1:{gateway_port};
             proxy_bind {proxy_source};
+            # docs/gateway.md's headers: the configured one set, every other one blanked.
+            {documented_headers}
+        }}
+    }}
+
+    # Careless: sets the configured header and blanks nothing else.
+    server {{
+        listen 127.0.0.1:{careless_port} ssl;
+        server_name localhost;
+        ssl_certificate {d}/server-chain.pem;
+        ssl_certificate_key {d}/server.key;
+        ssl_client_certificate {d}/client-ca.pem;
+        ssl_verify_client optional;
+        ssl_verify_depth 2;
+
+        location /api/ {{
+            proxy_pass http://127.0.0.1:{gateway_port};
+            proxy_bind {proxy_source};
             proxy_set_header Host $http_host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-SSL-Client-Cert $certgate_client_cert;
-            # Clients must not reach the gateway with their own certificate headers.
-            proxy_set_header Client-Cert "";
-            proxy_set_header Client-Cert-Chain "";
         }}
     }}
 }}
@@ -104,7 +136,8 @@ http {{
 class Deployment:
     pki: TestPki
     directory: Path
-    nginx_port: int
+    nginx_port: int  # the documented configuration
+    careless_port: int  # sets X-SSL-Client-Cert, blanks nothing
     gateway_url: str
     holder: IssuedCertificate  # has an account
     stranger: IssuedCertificate  # valid certificate, no account
@@ -131,10 +164,11 @@ class Deployment:
         certificate: IssuedCertificate | None = None,
         context: ssl.SSLContext | None = None,
         headers: dict[str, str] | None = None,
+        port: int | None = None,
     ) -> tuple[int, Any, http.client.HTTPResponse]:
         connection = http.client.HTTPSConnection(
             "127.0.0.1",
-            self.nginx_port,
+            port or self.nginx_port,
             context=context or self.client_context(certificate),
             timeout=30,
         )
@@ -252,7 +286,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     gateway_dir.mkdir()
     nginx_dir = base / "nginx"
     nginx_dir.mkdir()
-    nginx_port, gateway_port = free_port(), free_port()
+    nginx_port, careless_port, gateway_port = free_port(), free_port(), free_port()
     origin = f"https://127.0.0.1:{nginx_port}"
     anchor_files = [pki.ca_certificate_path(ca) for ca in ("root", "rsa", "p256")]
     (gateway_dir / "certgate.toml").write_text(
@@ -283,13 +317,17 @@ crl = [{", ".join(f'"{pki.crl_path(ca)}"' for ca in ("rsa", "p256", "root"))}]
     server_certificate(pki, nginx_dir)
     (nginx_dir / "client-ca.pem").write_bytes(b"".join(p.read_bytes() for p in anchor_files))
     user = "user root root;" if os.geteuid() == 0 else ""
+    map_block, documented_headers = documented_nginx()
     (nginx_dir / "nginx.conf").write_text(
         NGINX_CONF.format(
             user=user,
             d=nginx_dir,
             port=nginx_port,
+            careless_port=careless_port,
             gateway_port=gateway_port,
             proxy_source=PROXY_SOURCE,
+            map_block=map_block.replace("\n", "\n    "),
+            documented_headers="\n            ".join(documented_headers),
         )
     )
     test_config = subprocess.run(
@@ -307,10 +345,12 @@ crl = [{", ".join(f'"{pki.crl_path(ca)}"' for ca in ("rsa", "p256", "root"))}]
         )  # fmt: skip
         try:
             _wait_for_port(nginx, nginx_port, nginx_dir / "error.log")
+            _wait_for_port(nginx, careless_port, nginx_dir / "error.log")
             yield Deployment(
                 pki=pki,
                 directory=gateway_dir,
                 nginx_port=nginx_port,
+                careless_port=careless_port,
                 gateway_url=gateway_url,
                 holder=holder,
                 stranger=stranger,
@@ -391,30 +431,91 @@ def test_certificate_from_another_ca_is_stopped_by_nginx(
     assert _thumbprint(outsider) not in {r["thumbprint"] for r in deployment.audit()}
 
 
-@pytest.mark.parametrize(
-    "forged",
-    [
-        lambda issued: {"Client-Cert": _rfc9440(issued)},
-        lambda issued: {"X-SSL-Client-Cert": _escaped_pem(issued)},
-    ],
-    ids=["rfc9440", "escaped-pem"],
-)
-def test_certificate_headers_sent_through_nginx_are_replaced(
-    deployment: Deployment, forged: Any
-) -> None:
-    # Without a client certificate: nginx drops the client's header, nothing to log in with.
-    status, body, _ = deployment.via_nginx(
-        "POST", "/api/v1/login/tls", headers=forged(deployment.holder)
-    )
+def _every_certificate_header(issued: IssuedCertificate) -> dict[str, str]:
+    """``issued``'s certificate under every client-certificate header the gateway knows, in the
+    form each one usually carries, and a lower-case ``client-cert`` besides."""
+    headers = {name: _escaped_pem(issued) for name in CLIENT_CERTIFICATE_HEADERS}
+    return {**headers, "Client-Cert": _rfc9440(issued), "client-cert": _rfc9440(issued)}
+
+
+def _new_records(deployment: Deployment, before: set[int]) -> list[dict[str, Any]]:
+    return [r for r in deployment.audit() if r["id"] not in before]
+
+
+def test_documented_nginx_blanks_every_certificate_header(deployment: Deployment) -> None:
+    _, documented = documented_nginx()
+    blanked = {line.split()[1].lower() for line in documented if line.endswith('"";')}
+    set_by_nginx = {
+        line.split()[1].lower() for line in documented if "$certgate_client_cert" in line
+    }
+    assert set_by_nginx == {"x-ssl-client-cert"}  # the gateway's default tls_client_cert_header
+    assert blanked == {name.lower() for name in CLIENT_CERTIFICATE_HEADERS} - set_by_nginx
+
+    forged = _every_certificate_header(deployment.holder)
+    before = {r["id"] for r in deployment.audit()}
+    # Without a client certificate: nginx drops every one of the client's headers.
+    status, body, _ = deployment.via_nginx("POST", "/api/v1/login/tls", headers=forged)
     assert status == 400 and body["error"] == "bad_request"
     # With the stranger's own certificate: the login is the stranger's, not the holder's.
+    status, body, _ = deployment.via_nginx(
+        "POST", "/api/v1/login/tls", certificate=deployment.stranger, headers=forged
+    )
+    assert status == 401 and body["error"] == "account_not_found"
+    # None of them reached the gateway: nothing was there to ignore.
+    new = _new_records(deployment, before)
+    assert [(r["event"], r["outcome"]) for r in new] == [
+        ("login", "bad_request"),
+        ("login", "account_not_found"),
+    ]
+    assert new[1]["thumbprint"] == _thumbprint(deployment.stranger)
+
+
+@pytest.mark.parametrize(
+    ("server", "ignored"),
+    [("documented", False), ("careless", True)],
+)
+def test_forged_client_cert_without_a_certificate_does_not_sign_in(
+    deployment: Deployment, server: str, ignored: bool
+) -> None:
+    # Someone with no client certificate sends the holder's (public) certificate as RFC 9440
+    # Client-Cert. Through the careless proxy it reaches the gateway from the trusted proxy.
+    port = deployment.nginx_port if server == "documented" else deployment.careless_port
+    before = {r["id"] for r in deployment.audit()}
+    status, body, response = deployment.via_nginx(
+        "POST", "/api/v1/login/tls", headers={"Client-Cert": _rfc9440(deployment.holder)}, port=port
+    )
+    assert status == 400 and body["error"] == "bad_request", body
+    assert response.getheader("Set-Cookie") is None
+    new = _new_records(deployment, before)
+    expected = [("login", "bad_request", CLIENT_SOURCE)]
+    if ignored:
+        expected.insert(0, ("tls_header_ignored", "ignored", CLIENT_SOURCE))
+        assert new[0]["detail"] == (
+            "client certificate header Client-Cert from a trusted proxy "
+            "(believed: X-SSL-Client-Cert from a trusted proxy)"
+        )
+    assert [(r["event"], r["outcome"], r["address"]) for r in new] == expected
+    assert all(r["account"] is None and r["thumbprint"] is None for r in new)
+
+
+def test_careless_proxy_passes_the_verified_certificate_not_the_forged_one(
+    deployment: Deployment,
+) -> None:
+    before = {r["id"] for r in deployment.audit()}
     status, body, _ = deployment.via_nginx(
         "POST",
         "/api/v1/login/tls",
         certificate=deployment.stranger,
-        headers=forged(deployment.holder),
+        headers={"Client-Cert": _rfc9440(deployment.holder)},
+        port=deployment.careless_port,
     )
     assert status == 401 and body["error"] == "account_not_found"
+    new = _new_records(deployment, before)
+    assert [(r["event"], r["outcome"]) for r in new] == [
+        ("tls_header_ignored", "ignored"),
+        ("login", "account_not_found"),
+    ]
+    assert new[1]["thumbprint"] == _thumbprint(deployment.stranger)
 
 
 @pytest.mark.parametrize(
@@ -422,8 +523,9 @@ def test_certificate_headers_sent_through_nginx_are_replaced(
     [
         lambda issued: {"Client-Cert": _rfc9440(issued)},
         lambda issued: {"X-SSL-Client-Cert": _escaped_pem(issued)},
+        lambda issued: {"X-ARR-ClientCert": _escaped_pem(issued)},
     ],
-    ids=["rfc9440", "escaped-pem"],
+    ids=["rfc9440", "escaped-pem", "arr"],
 )
 def test_forged_header_sent_around_nginx_is_ignored_and_audited(
     deployment: Deployment, forged: Any
