@@ -79,6 +79,7 @@ def issuer_key(certificate: x509.Certificate) -> NameKey:
     return name_key(certificate.issuer)
 
 
+@lru_cache(maxsize=CERTIFICATE_MEMO_SIZE)
 def is_self_issued(certificate: x509.Certificate) -> bool:
     """Subject and issuer are the same name (RFC 5280 §6.1 "self-issued", maybe not self-signed)."""
     return subject_key(certificate) == issuer_key(certificate)

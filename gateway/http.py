@@ -3,6 +3,7 @@ context of a request, and response hardening headers."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Mapping
@@ -83,6 +84,72 @@ def error_response(error: CertGateError) -> Response:
     return response
 
 
+# A request body is a flat object of short fields (a certificate chain is a list of strings):
+# nothing a route accepts nests deeper than this.
+MAX_JSON_DEPTH = 8
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _check_json_value(value: Any) -> None:
+    """BadRequest when ``value`` nests deeper than MAX_JSON_DEPTH or holds text the gateway cannot
+    store or answer with: lone surrogates (``"\\ud800"`` is valid JSON but no UTF-8) and NUL
+    (PostgreSQL text cannot hold it)."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            texts: list[str] = [item]
+        elif isinstance(item, dict):
+            if depth > MAX_JSON_DEPTH:
+                raise BadRequest("JSON nested too deeply")
+            texts = list(item)
+            pending.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            if depth > MAX_JSON_DEPTH:
+                raise BadRequest("JSON nested too deeply")
+            texts = []
+            pending.extend((child, depth + 1) for child in item)
+        else:
+            continue
+        for text in texts:
+            if "\x00" in text:
+                raise BadRequest("JSON text holds NUL")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadRequest("JSON text is not Unicode (lone surrogate)") from None
+
+
+def json_object() -> dict[str, Any]:
+    """The request's body as a JSON object, or BadRequest: the one place a body is parsed.
+
+    Strict: UTF-8, no NaN/Infinity, nesting at most MAX_JSON_DEPTH (a parser's own recursion
+    limit is not an error a client should be able to reach), every string encodable."""
+    if not request.is_json:
+        raise BadRequest("Content-Type is not application/json")
+    raw = request.get_data(cache=True)
+    try:
+        body = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise BadRequest("body is not JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("body is not a JSON object")
+    _check_json_value(body)
+    return body
+
+
+def _has_type(value: Any, kind: type | tuple[type, ...]) -> bool:
+    # bool is an int to Python, never to a JSON schema.
+    return isinstance(value, kind) and (not isinstance(value, bool) or _allows_bool(kind))
+
+
+def _allows_bool(kind: type | tuple[type, ...]) -> bool:
+    return bool in kind if isinstance(kind, tuple) else kind is bool
+
+
 def json_body(
     schema: Mapping[str, type | tuple[type, ...]],
     *,
@@ -90,28 +157,39 @@ def json_body(
 ) -> dict[str, Any]:
     """The request's JSON object, with the required fields of the given types; BadRequest else.
 
+    A required field must be present and not ``null``; an optional field that is ``null`` counts
+    as absent and is left out of the answer. Other fields are ignored.
+
     Insisting on ``application/json`` also keeps cross-site forms out: a browser sends JSON
     across origins only after a CORS preflight, which the gateway never grants."""
-    if not request.is_json:
-        raise BadRequest("Content-Type is not application/json")
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise BadRequest("body is not a JSON object")
-    for name in schema:
-        if name not in body:
+    body = json_object()
+    record_json_fields(schema, optional or {})
+    for name, kind in schema.items():
+        if name not in body or body[name] is None:
             raise BadRequest(f"missing field {name!r}")
-    for name, kind in {**schema, **(optional or {})}.items():
-        if (
-            name in body
-            and body[name] is not None
-            and (
-                not isinstance(body[name], kind)
-                or isinstance(body[name], bool)
-                and kind is not bool
-            )
-        ):
+        if not _has_type(body[name], kind):
+            raise BadRequest(f"field {name!r} has the wrong type")
+    for name, kind in (optional or {}).items():
+        if name in body and body[name] is None:
+            del body[name]
+        elif name in body and not _has_type(body[name], kind):
             raise BadRequest(f"field {name!r} has the wrong type")
     return body
+
+
+JSON_FIELDS_KEY = "certgate.json_fields"
+
+
+def record_json_fields(
+    schema: Mapping[str, type | tuple[type, ...]],
+    optional: Mapping[str, type | tuple[type, ...]],
+) -> None:
+    """Remember which fields the current route reads (route -> field -> type): what the route
+    accepts, learnt from the route itself, so input tests build bodies for every route."""
+    fields = current_app.extensions.setdefault(JSON_FIELDS_KEY, {})
+    endpoint = request.endpoint or request.path
+    if endpoint not in fields:
+        fields[endpoint] = {**schema, **optional}
 
 
 def check_origin() -> None:
