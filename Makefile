@@ -18,7 +18,7 @@ STAMP := $(VENV)/.installed-stamp
 SYSTEM_PACKAGES := softhsm2 opensc openssl pcscd libpcsclite-dev swig vsmartcard-vpcd \
 	vsmartcard-vpicc python3-pycryptodome libp11-kit-dev gcc nginx chromium fonts-noto-cjk
 
-.PHONY: demo test bench lint typecheck system venv lock clean
+.PHONY: demo test bench lint typecheck system venv lock clean fuzz
 
 system:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
@@ -68,6 +68,13 @@ test: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -W error
+
+# A longer input campaign: the property-based tests of every JSON route of the gateway and the
+# agent, with many more bodies than `make test` sends (set FUZZ_EXAMPLES to change it).
+FUZZ_EXAMPLES ?= 20000
+fuzz: venv
+	CERTGATE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -W error -p no:cacheprovider -s \
+	  tests/gateway/test_fuzz.py
 
 bench: venv
 	$(BIN)/python -m bench

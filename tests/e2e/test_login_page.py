@@ -88,10 +88,17 @@ def test_wrong_pin_shows_the_retry_message(page: Any, stack: Stack, console: Con
         page.get_by_role("button", name="登录", exact=True).first.click()
         expect(error).to_have_text("PIN 不正确，还可以再试 1 次；多次输错后 USB Key 将被锁定。")
     screenshot(page, "login-wrong-pin-phone")
+    asked: list[str] = []
+    if stack.pin_counter:
+        # At the final try the agent wants the person's confirmation; the page asks for it.
+        console.allow(409, "/v1/sign")
+        page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
     # The right PIN still works (and resets the key's counter).
     pin.fill(enterprise.pin)
     page.get_by_role("button", name="登录", exact=True).first.click()
     expect(page).to_have_url(re.compile(r"/account$"))
+    if stack.pin_counter:
+        assert len(asked) == 1 and "最后一次" in asked[0]
 
 
 def test_revoked_certificate_shows_the_revoked_message(

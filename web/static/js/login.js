@@ -188,15 +188,21 @@ async function tokenLogin() {
     const pin = pinInput.value;
     try {
       // The PIN goes to the agent on this computer, never to the gateway.
-      signed = await agent("/v1/sign", {
-        json: {
-          cert_id: chosen.dataset.certId,
-          token_label: tokenLabel,
-          pin,
-          challenge_id: challenge.challenge_id,
-          nonce: challenge.nonce,
-        },
-      });
+      const request = {
+        cert_id: chosen.dataset.certId,
+        token_label: tokenLabel,
+        pin,
+        challenge_id: challenge.challenge_id,
+        nonce: challenge.nonce,
+      };
+      try {
+        signed = await agent("/v1/sign", { json: request });
+      } catch (error) {
+        // The key has one PIN try left: the agent sends the PIN only once the person agrees.
+        if (!(error instanceof LoginError && error.code === "pin_final_try")) throw error;
+        if (!window.confirm(t("pin.final_try.confirm"))) throw error;
+        signed = await agent("/v1/sign", { json: { ...request, confirm_final_try: true } });
+      }
     } finally {
       pinInput.value = "";
     }
