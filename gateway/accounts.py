@@ -323,6 +323,17 @@ class AccountService:
                 select(Account).where(self._where_identifier(*classified))
             ).one_or_none()
 
+    def password_subject(self, typed: str, account: Account | None) -> str:
+        """What password attempts count against: the account a typed identifier names, or,
+        when it names none, the identifier itself (normalised as a look-up would, keyed-hashed
+        so no identifier is held in clear). Either is limited and locked the same way, so the
+        answers do not tell which identifiers exist."""
+        if account is not None:
+            return f"account:{account.id}"
+        classified = classify_identifier(typed)
+        normalised = ":".join(classified) if classified else typed.strip().lower()
+        return "identifier:" + self.cipher.lookup_hash("typed-identifier", normalised)
+
     def find(self, reference: str) -> Account:
         """An account by public id or any login identifier (CLI); AccountInputError if none."""
         with self.database.session() as session:
@@ -433,6 +444,8 @@ class AccountService:
             return self.view(account)
 
     def lock(self, account_id: int, *, until: datetime, at: datetime) -> None:
+        """Lock the account's password sign-in until ``until`` (``locked_until``); certificate
+        logins are not stopped by it (docs/gateway.md "Abuse limits")."""
         with self.database.session() as session:
             account = session.get_one(Account, account_id)
             account.locked_until = until

@@ -86,17 +86,38 @@ class AccountDisabled(CertGateError):
     }
 
 
+# The login methods a lock can stop, as the message names them: (zh-CN, en).
+LOCKED_METHOD_TEXT: Mapping[str, tuple[str, str]] = {
+    "password": ("密码", "password"),
+    "sms": ("短信验证码", "SMS code"),
+}
+
+
 class AccountLocked(CertGateError):
+    """One login method locked after repeated failures; the others still work. The answer's
+    JSON carries ``method`` and ``locked_until`` (ISO 8601, UTC) beside the message."""
+
     code = "account_locked"
     templates = {
-        "zh-CN": "登录失败次数过多，账户已锁定至 {locked_until:%Y-%m-%d %H:%M} UTC。",
-        "en": "Too many failed sign-ins; the account is locked until "
-        "{locked_until:%Y-%m-%d %H:%M} UTC.",
+        "zh-CN": "{method_zh}登录失败次数过多，{method_zh}登录已锁定至 "
+        "{locked_until:%Y-%m-%d %H:%M} UTC。其他登录方式（如 USB Key）不受影响。",
+        "en": "Too many failed {method_en} sign-ins; {method_en} sign-in is locked until "
+        "{locked_until:%Y-%m-%d %H:%M} UTC. Other methods (such as the USB key) still work.",
     }
 
-    def __init__(self, detail: str = "", *, locked_until: datetime) -> None:
-        super().__init__(detail, locked_until=locked_until)
+    def __init__(self, detail: str = "", *, method: str, locked_until: datetime) -> None:
+        zh, en = LOCKED_METHOD_TEXT.get(method, (method, method))
+        super().__init__(
+            detail, method=method, locked_until=locked_until, method_zh=zh, method_en=en
+        )
+        self.method = method
         self.locked_until = locked_until
+
+    def json_fields(self) -> dict[str, str]:
+        return {
+            "method": self.method,
+            "locked_until": self.locked_until.isoformat().replace("+00:00", "Z"),
+        }
 
 
 class RateLimited(CertGateError):

@@ -75,7 +75,10 @@ def language() -> str:
 def error_response(error: CertGateError) -> Response:
     lang = language()
     message = error.message(lang if lang in LANGUAGES else DEFAULT_LANGUAGE)
-    response = jsonify({"ok": False, "error": error.code, "message": message})
+    # Errors may add fields of their own (``account_locked``: method, locked_until).
+    json_fields = getattr(error, "json_fields", None)
+    extra = json_fields() if json_fields is not None else {}
+    response = jsonify({"ok": False, "error": error.code, "message": message, **extra})
     response.status_code = http_status(error.code)
     response.vary.add("Accept-Language")
     retry_after = getattr(error, "retry_after", None)

@@ -7,15 +7,13 @@ import base64
 import binascii
 import hashlib
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from certs.errors import BadRequest, CertGateError
+from certs.errors import BadRequest
 from certs.mapping import resolve_account
 from gateway import clock
 from gateway.accounts import (
@@ -29,14 +27,12 @@ from gateway.certificates import get_certificates
 from gateway.engine import check_signing_key_usage, get_engine
 from gateway.errors import (
     AccountDisabled,
-    AccountLocked,
     ChallengeExpired,
     ChallengeUnknown,
     ChallengeUsed,
     CredentialsInvalid,
     NotSignedIn,
     OriginMismatch,
-    RateLimited,
 )
 from gateway.housekeeping import run_housekeeping
 from gateway.http import (
@@ -47,14 +43,14 @@ from gateway.http import (
     scrub_detail,
     write_audit,
 )
-from gateway.limits import account_key, address_key, get_guard
+from gateway.limits import certificate_key, get_guard, password_key, password_locked
 from gateway.passwords import MAX_PASSWORD_LENGTH
 from gateway.proxy import CertificateHeaders, client_certificate
 from gateway.sessions import get_sessions, set_secure_cookie
 from gateway.signatures import ALGORITHMS, login_message, verify_login_signature
 from gateway.storage.database import get_database
 from gateway.storage.models import Account
-from gateway.stores import ChallengeRecord, ChallengeStore
+from gateway.stores import Admission, ChallengeRecord, ChallengeStore
 
 bp = Blueprint("login", __name__, url_prefix="/api/v1")
 
@@ -67,8 +63,6 @@ MAX_CERTIFICATE_BYTES = 16 * 1024
 MAX_SIGNATURE_BYTES = 1024
 MAX_IDENTIFIER_LENGTH = 64
 PRELOGIN_COOKIE_AGE = 30 * 60
-# Errors that say nothing about the credentials: they do not count as failed attempts.
-NOT_AN_ATTEMPT = (BadRequest, RateLimited)
 
 
 def _challenges() -> ChallengeStore:
@@ -105,27 +99,18 @@ def _certificate(value: str, field: str) -> x509.Certificate:
         raise BadRequest(f"{field} is not a DER certificate") from None
 
 
-@contextmanager
-def _attempt(keys: list[str]) -> Iterator[list[str]]:
-    """Count the attempt as failed against ``keys`` (which the body may extend) if it raises."""
-    try:
-        yield keys
-    except NOT_AN_ATTEMPT:
-        raise
-    except CertGateError:
-        get_guard().record(keys, clock.now(), succeeded=False)
-        raise
-
-
-def _success(account: Account | LoginAccount, amr: tuple[str, ...], keys: list[str]) -> Response:
+def _success(
+    account: Account | LoginAccount, amr: tuple[str, ...], admissions: list[Admission]
+) -> Response:
     now = clock.now()
     sessions = get_sessions()
-    # One transaction, one commit, for everything a login writes: the attempt record (when the
-    # attempts are in the database), the old session's deletion, the new session and the audit
-    # record. Separately they were up to four commits, each with its turn on SQLite's write lock
-    # (bench/bench_login.py). All or nothing: a session never exists without its audit record.
+    # One transaction, one commit, for everything a login writes: the attempts given back (a
+    # success does not count against limits; when the counters are in the database), the old
+    # session's deletion, the new session and the audit record. Separately they were up to four
+    # commits, each with its turn on SQLite's write lock (bench/bench_login.py). All or nothing:
+    # a session never exists without its audit record.
     with get_database().connection():
-        get_guard().record(keys, now, succeeded=True)
+        get_guard().succeeded(admissions)
         started = sessions.start(
             account.id, amr, at=now, previous_token=request.cookies.get(sessions.cookie_name)
         )
@@ -142,18 +127,10 @@ def _success(account: Account | LoginAccount, amr: tuple[str, ...], keys: list[s
     return response
 
 
-def _check_account_state(account: Account | LoginAccount) -> None:
-    now = clock.now()
-    if account.locked_until is not None and account.locked_until > now:
-        raise AccountLocked("account is locked", locked_until=account.locked_until)
-    if not account_is_usable(account):
-        raise AccountDisabled(f"account status {account.status}")
-
-
 def _certificate_login(
     leaf: x509.Certificate,
     intermediates: list[x509.Certificate],
-    keys: list[str],
+    admissions: list[Admission],
     amr: tuple[str, ...],
 ) -> Response:
     """Chain, revocation and mapping, then the login: the session for the account this
@@ -180,13 +157,15 @@ def _certificate_login(
         context.account_public_id = match.account.account_id
         context.notes.append(f"matched by {match.matched_by} under {match.trust_anchor!r}")
         account = accounts.find_for_login(match.account.account_id, directory=directory)
-        keys.append(account_key(account.id))
-        get_guard().check_subject(account_key(account.id), now)
-        _check_account_state(account)
+        # Possession of the key is proven: a password lock (``locked_until``) does not stop
+        # this login, and the account's password failures do not count here. Only an
+        # operator's decision (frozen, suspended, terminated) does.
+        if not account_is_usable(account):
+            raise AccountDisabled(f"account status {account.status}")
         # Subject, issuer and expiry for the account page: written once per certificate (a
         # set lookup on later logins, so not a cost on the hot path).
         get_certificates().record(leaf, at=now, thumbprint=context.certificate_thumbprint)
-        return _success(account, amr, keys)
+        return _success(account, amr, admissions)
 
 
 # --- challenge ------------------------------------------------------------------------------------
@@ -215,7 +194,7 @@ def challenge() -> Response:
         used_at=None,
     )
     run_housekeeping(now)
-    get_guard().check_challenges(address(), now)
+    get_guard().admit_challenge(address(), now)
     _challenges().put(record, created_at=now)
     response = jsonify(
         {
@@ -245,7 +224,6 @@ def token_login() -> Response:
     )
     now = clock.now()
     guard = get_guard()
-    guard.check_address(address(), now)
     algorithm = body["signature_algorithm"]
     if algorithm not in ALGORITHMS:
         raise BadRequest("unknown signature_algorithm")
@@ -262,8 +240,8 @@ def token_login() -> Response:
         raise BadRequest("challenge_id has the wrong length")
     thumbprint = leaf.fingerprint(hashes.SHA256()).hex()
     context.certificate_thumbprint = thumbprint
-    keys = [address_key(address())]
-    with _attempt(keys):
+    with guard.attempt() as admissions:
+        admissions.append(guard.admit_address(address(), now))
         prelogin = request.cookies.get(current_app.config["PRELOGIN_COOKIE"], "")
         found = _challenges().consume(challenge_id, binding_hash=prelogin_binding(prelogin), at=now)
         if found is None:
@@ -276,10 +254,9 @@ def token_login() -> Response:
         verify_login_signature(leaf, algorithm, signature, message)
         # Only the key holder counts against the certificate: certificates are public, so
         # failures before this point (anyone's) count against the address alone.
-        keys.append(f"certificate:{thumbprint}")
-        guard.check_subject(keys[-1], now)
+        admissions.append(guard.admit_subject(certificate_key(thumbprint), now))
         check_signing_key_usage(leaf)
-        return _certificate_login(leaf, intermediates, keys, AMR_TOKEN)
+        return _certificate_login(leaf, intermediates, admissions, AMR_TOKEN)
 
 
 # --- TLS client certificate from a reverse proxy -------------------------------------------------
@@ -291,7 +268,7 @@ def tls_login() -> Response:
     check_origin()
     config = current_app.config
     now = clock.now()
-    get_guard().check_address(address(), now)
+    guard = get_guard()
     believed = CertificateHeaders(config["TLS_CLIENT_CERT_FORM"], config["TLS_CLIENT_CERT_HEADER"])
     found = client_certificate(request, config["TRUSTED_PROXIES"], believed)
     if found.ignored:
@@ -312,10 +289,10 @@ def tls_login() -> Response:
     leaf, intermediates = presented
     thumbprint = leaf.fingerprint(hashes.SHA256()).hex()
     context.certificate_thumbprint = thumbprint
-    keys = [address_key(address()), f"certificate:{thumbprint}"]
-    with _attempt(keys):
-        get_guard().check_subject(f"certificate:{thumbprint}", now)
-        return _certificate_login(leaf, intermediates, keys, AMR_TLS)
+    with guard.attempt() as admissions:
+        admissions.append(guard.admit_address(address(), now))
+        admissions.append(guard.admit_subject(certificate_key(thumbprint), now))
+        return _certificate_login(leaf, intermediates, admissions, AMR_TLS)
 
 
 # --- password ------------------------------------------------------------------------------------
@@ -334,31 +311,39 @@ def password_login() -> Response:
         raise BadRequest("password has the wrong length")
     now = clock.now()
     guard = get_guard()
-    guard.check_address(address(), now)
     accounts = get_accounts()
-    account = accounts.find_by_identifier(identifier)
-    if account is not None:
-        subject = account_key(account.id)
-        context.account_public_id = account.public_id
-    else:
-        typed = identifier.strip().lower()
-        subject = "identifier:" + accounts.cipher.lookup_hash("typed-identifier", typed)
-    keys = [address_key(address()), subject]
-    if account is not None and account.locked_until is not None and account.locked_until > now:
-        raise AccountLocked("account is locked", locked_until=account.locked_until)
-    guard.check_subject(subject, now)
-    if not accounts.passwords.verify(account.password_hash if account else None, password):
-        guard.record(keys, now, succeeded=False)
+    with guard.attempt() as admissions:
+        admissions.append(guard.admit_address(address(), now))
+        account = accounts.find_by_identifier(identifier)
         if account is not None:
-            until = guard.lock_until(subject, now, previous_lock=account.locked_until)
+            context.account_public_id = account.public_id
+        subject = password_key(accounts.password_subject(identifier, account))
+        # A known account's lock is on its row (operators see and clear it, a restart keeps
+        # it); an identifier that names no account has no row, so its lock is the counter's.
+        # Both answer the same.
+        if account is not None:
+            locked_until = account.locked_until
+        else:
+            locked_until = guard.locked_until(subject, now)
+        if locked_until is not None and locked_until > now:
+            raise password_locked(locked_until)
+        admissions.append(guard.admit_subject(subject, now))
+        matches = accounts.passwords.verify(account.password_hash if account else None, password)
+        # A frozen, suspended or terminated account answers a right password exactly as a wrong
+        # one (and counts it as a failure), so the answer never confirms a guessed password; the
+        # certificate login, which proves possession of the key, is told the account's state.
+        if not matches or account is None or not account_is_usable(account):
+            until = guard.failed(subject, now)
             if until is not None:
-                accounts.lock(account.id, until=until, at=now)
-                raise AccountLocked("too many failed passwords", locked_until=until)
-        raise CredentialsInvalid("password does not match" if account else "no such account")
-    assert account is not None
-    if not account_is_usable(account):
-        raise AccountDisabled(f"account status {account.status}")
-    return _success(account, AMR_PASSWORD, keys)
+                if account is not None:
+                    accounts.lock(account.id, until=until, at=now)
+                raise password_locked(until)
+            if account is None:
+                raise CredentialsInvalid("no such account")
+            if not matches:
+                raise CredentialsInvalid("password does not match")
+            raise CredentialsInvalid(f"right password, account status {account.status}")
+        return _success(account, AMR_PASSWORD, admissions)
 
 
 # --- session and logout -------------------------------------------------------------------------

@@ -9,21 +9,36 @@ replace them for scale-out without touching the routes.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import threading
-from bisect import bisect_left, bisect_right, insort
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Integer,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from gateway.storage.database import Database
-from gateway.storage.models import Challenge, LoginAttempt, LoginSession
+from gateway.storage.models import AttemptCounter, Challenge, LoginSession
 from gateway.storage.prepared import Prepared
+from gateway.storage.types import UtcDateTime
 
 log = logging.getLogger("certgate.gateway")
 
@@ -76,16 +91,6 @@ class SessionStore(Protocol):
     def purge(self, *, before: datetime) -> int: ...
 
 
-class AttemptStore(Protocol):
-    def record(self, keys: list[str], *, at: datetime, succeeded: bool) -> None: ...
-
-    def count(self, key: str, *, since: datetime) -> int: ...
-
-    def failures_since_success(self, key: str, *, since: datetime) -> int: ...
-
-    def purge(self, *, before: datetime) -> int: ...
-
-
 def _challenge_record(row: Any) -> ChallengeRecord:
     return ChallengeRecord(row.id, row.nonce, row.binding_hash, row.expires_at, row.used_at)
 
@@ -120,12 +125,6 @@ _TOUCH_SESSION = Prepared(
 )
 _DELETE_SESSION = Prepared(
     delete(LoginSession).where(LoginSession.id_hash == bindparam("session_hash"))
-)
-_INSERT_ATTEMPT = insert(LoginAttempt)
-_COUNT_ATTEMPTS = Prepared(
-    select(func.count())
-    .select_from(LoginAttempt)
-    .where(LoginAttempt.key == bindparam("key"), LoginAttempt.at >= bindparam("since"))
 )
 
 
@@ -230,50 +229,202 @@ class SqlSessionStore:
             return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+@dataclass(frozen=True)
+class Admission:
+    """One attempt counted against a limit key, or refused.
+
+    ``window_start`` names the window the attempt was counted in (``give_back`` un-counts it
+    there); None when it was not counted (refused, or let through untracked by a full in-process
+    table: see ``MemoryAttemptStore``). ``retry_at``: when a refused key has room again."""
+
+    key: str
+    admitted: bool
+    window_start: datetime | None = None
+    retry_at: datetime | None = None
+
+
+class AttemptStore(Protocol):
+    """Attempt counters per limit key. Each method is one atomic step, so parallel requests
+    cannot all pass a check before any of them is counted."""
+
+    def admit(self, key: str, *, limit: int, window: timedelta, at: datetime) -> Admission:
+        """Count one attempt against ``key`` if its current window (``window`` long, from its
+        first attempt) holds fewer than ``limit``; else refuse and count nothing."""
+
+    def give_back(self, admission: Admission, *, end_streak: bool) -> None:
+        """Un-count an admitted attempt (a successful login, or an answer that said nothing
+        about the credentials); ``end_streak``: a success, which also ends the key's failure
+        streak."""
+
+    def failed(
+        self,
+        key: str,
+        *,
+        at: datetime,
+        threshold: int,
+        window: timedelta,
+        duration: timedelta,
+    ) -> datetime | None:
+        """One more failure in ``key``'s streak (a streak older than ``window`` starts again).
+        The failure that makes ``threshold`` locks the key for ``duration`` and starts the
+        streak afresh: the lock's end is returned, else None."""
+
+    def locked_until(self, key: str, *, at: datetime) -> datetime | None:
+        """The end of a lock on ``key`` that is still running at ``at``, else None."""
+
+    def purge(self, *, before: datetime) -> int: ...
+
+
+_COUNTERS: Table = AttemptCounter.__table__  # type: ignore[assignment]
+_SELECT_COUNTER = Prepared(
+    select(AttemptCounter.window_start, AttemptCounter.locked_until).where(
+        AttemptCounter.key == bindparam("b_key")
+    )
+)
+
+
+def _at(name: str) -> Any:
+    return bindparam(name, type_=UtcDateTime())
+
+
+@functools.cache
+def _counter_statements(dialect_name: str) -> tuple[Any, Any, Any, Any]:
+    """Admit, give back (with and without ending the streak) and fail, each ONE statement.
+    Admit and fail are upserts (INSERT .. ON CONFLICT DO UPDATE) that count and answer in the
+    same step (RETURNING). SQLite takes its write lock when the
+    statement starts, and PostgreSQL locks the conflicting row before it evaluates the update,
+    so a second request waits for the first and sees its count: the check cannot race the count
+    on either (a SELECT count then an INSERT did: forty parallel attempts all saw a free key).
+    Built per dialect, because ON CONFLICT is each dialect's own construct."""
+    insert_for = postgresql_insert if dialect_name == "postgresql" else sqlite_insert
+    c = _COUNTERS.c
+
+    # admit: a new key, a window that has run out (starts again at 1), or room left.
+    expired = c.window_start <= _at("since")
+    admit_insert = insert_for(_COUNTERS).values(
+        key=bindparam("b_key"), window_start=_at("at"), attempts=1, failures=0
+    )
+    admit = admit_insert.on_conflict_do_update(
+        index_elements=[c.key],
+        set_={
+            "window_start": case((expired, _at("at")), else_=c.window_start),
+            "attempts": case((expired, literal(1)), else_=c.attempts + 1),
+        },
+        where=or_(expired, c.attempts < bindparam("limit", type_=Integer())),
+    ).returning(c.window_start)
+
+    # give back: un-count the attempt in its own window (a later window is left alone).
+    give_back = (
+        update(_COUNTERS)
+        .where(c.key == bindparam("b_key"))
+        .values(
+            attempts=case(
+                (and_(c.window_start == _at("b_window_start"), c.attempts > 0), c.attempts - 1),
+                else_=c.attempts,
+            )
+        )
+    )
+    succeed = give_back.values(failures=0, first_failure_at=None)
+
+    # failed: the streak goes on, starts again (too old), or reaches the threshold and locks.
+    over = or_(c.first_failure_at.is_(None), c.first_failure_at <= _at("streak_since"))
+    count = case((over, literal(1)), else_=c.failures + 1)
+    reached = count >= bindparam("threshold", type_=Integer())
+    fail_insert = insert_for(_COUNTERS).values(
+        key=bindparam("b_key"),
+        window_start=_at("at"),
+        attempts=0,
+        failures=bindparam("first_failures", type_=Integer()),
+        first_failure_at=_at("b_first_failure_at"),
+        locked_until=_at("first_lock"),
+    )
+    fail = fail_insert.on_conflict_do_update(
+        index_elements=[c.key],
+        set_={
+            "failures": case((reached, literal(0)), else_=count),
+            "first_failure_at": case(
+                (reached, null()), (over, _at("at")), else_=c.first_failure_at
+            ),
+            "locked_until": case((reached, _at("until")), else_=c.locked_until),
+        },
+    ).returning(c.failures, c.locked_until)
+    return admit, give_back, succeed, fail
+
+
 class SqlAttemptStore:
     def __init__(self, database: Database) -> None:
         self.database = database
 
-    def record(self, keys: list[str], *, at: datetime, succeeded: bool) -> None:
-        if not keys:
+    def admit(self, key: str, *, limit: int, window: timedelta, at: datetime) -> Admission:
+        with self.database.connection() as connection:
+            admit, _give_back, _succeed, _fail = _counter_statements(connection.dialect.name)
+            started = connection.execute(
+                admit, {"b_key": key, "at": at, "since": at - window, "limit": limit}
+            ).scalar_one_or_none()
+            if started is not None:
+                return Admission(key, True, window_start=started)
+            row = _SELECT_COUNTER.execute(connection, {"b_key": key}).one_or_none()
+        retry_at = row.window_start + window if row is not None else at + window
+        return Admission(key, False, retry_at=max(retry_at, at))
+
+    def give_back(self, admission: Admission, *, end_streak: bool) -> None:
+        if admission.window_start is None:
             return
         with self.database.connection() as connection:
+            _admit, give_back, succeed, _fail = _counter_statements(connection.dialect.name)
             connection.execute(
-                _INSERT_ATTEMPT, [{"key": key, "at": at, "succeeded": succeeded} for key in keys]
+                succeed if end_streak else give_back,
+                {"b_key": admission.key, "b_window_start": admission.window_start},
             )
 
-    def count(self, key: str, *, since: datetime) -> int:
+    def failed(
+        self,
+        key: str,
+        *,
+        at: datetime,
+        threshold: int,
+        window: timedelta,
+        duration: timedelta,
+    ) -> datetime | None:
+        until = at + duration
+        locks_at_once = threshold <= 1
         with self.database.connection() as connection:
-            row = _COUNT_ATTEMPTS.execute(connection, {"key": key, "since": since}).one_or_none()
-            return int(row[0] or 0) if row else 0
+            _admit, _give_back, _succeed, fail = _counter_statements(connection.dialect.name)
+            row = connection.execute(
+                fail,
+                {
+                    "b_key": key,
+                    "at": at,
+                    "streak_since": at - window,
+                    "threshold": threshold,
+                    "until": until,
+                    "first_failures": 0 if locks_at_once else 1,
+                    "b_first_failure_at": None if locks_at_once else at,
+                    "first_lock": until if locks_at_once else None,
+                },
+            ).one()
+        return until if row.failures == 0 and row.locked_until == until else None
 
-    def failures_since_success(self, key: str, *, since: datetime) -> int:
-        with self.database.session() as session:
-            last_success = session.scalar(
-                select(func.max(LoginAttempt.at)).where(
-                    LoginAttempt.key == key,
-                    LoginAttempt.succeeded.is_(True),
-                    LoginAttempt.at >= since,
-                )
-            )
-            start = since if last_success is None else last_success
-            query = (
-                select(func.count())
-                .select_from(LoginAttempt)
-                .where(
-                    LoginAttempt.key == key,
-                    LoginAttempt.succeeded.is_(False),
-                    LoginAttempt.at >= start,
-                )
-            )
-            if last_success is not None:
-                query = query.where(LoginAttempt.at > last_success)
-            return int(session.scalar(query) or 0)
+    def locked_until(self, key: str, *, at: datetime) -> datetime | None:
+        with self.database.connection() as connection:
+            row = _SELECT_COUNTER.execute(connection, {"b_key": key}).one_or_none()
+        if row is None or row.locked_until is None or row.locked_until <= at:
+            return None
+        return row.locked_until
 
     def purge(self, *, before: datetime) -> int:
-        with self.database.session() as session:
-            result = session.execute(delete(LoginAttempt).where(LoginAttempt.at < before))
-            return int(result.rowcount)  # type: ignore[attr-defined]
+        """Counters with nothing left to say: window, streak and lock all older than
+        ``before`` (the longest of the windows ago)."""
+        c = _COUNTERS.c
+        with self.database.connection() as connection:
+            result = connection.execute(
+                delete(_COUNTERS).where(
+                    c.window_start < before,
+                    or_(c.first_failure_at.is_(None), c.first_failure_at < before),
+                    or_(c.locked_until.is_(None), c.locked_until < before),
+                )
+            )
+            return int(result.rowcount)
 
 
 # --- in-process stores (embedded default: one process) -------------------------------------------
@@ -342,131 +493,176 @@ class MemoryChallengeStore:
         return len(expired)
 
 
-class _AttemptHistory:
-    """One key's attempt times, oldest first (seconds since the epoch)."""
+class _Counter:
+    """One key's counters (seconds since the epoch). ``live_until``: until when any of them
+    still matters (the window, the failure streak or the lock); afterwards the key may go."""
 
-    __slots__ = ("failures", "successes")
+    __slots__ = ("attempts", "failures", "first_failure_at", "live_until", "locked_until", "start")
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.attempts = 0
+        self.failures = 0
+        self.first_failure_at: float | None = None
+        self.locked_until: float | None = None
+        self.live_until = start
+
+
+# Keys that count per client address. When their table is full of live keys, a new address is
+# let through uncounted rather than refused: whoever filled the table holds that many addresses
+# (IPv6 /64s) and is past any per-address limit anyway, while refusing would turn the flood into
+# a lockout of every new client. The other kinds (password subjects, certificates) guard against
+# guessing, so a new key there is refused (rate_limited) until room comes back.
+UNCOUNTED_WHEN_FULL = frozenset({"address", "challenge"})
+# A full table is swept for expired keys at most this often (a sweep reads every key).
+SWEEP_INTERVAL = 1.0
+
+
+class _Table:
+    __slots__ = ("counters", "next_sweep", "warned")
 
     def __init__(self) -> None:
-        self.failures: list[float] = []
-        self.successes: list[float] = []
+        self.counters: dict[str, _Counter] = {}
+        self.next_sweep = 0.0
+        self.warned = False
 
 
 class MemoryAttemptStore:
-    """Attempt times per key in sorted lists, so a count is two bisections however busy the key.
+    """Attempt counters in this process, one table per kind of key (the text before the first
+    ':': address, password, certificate, challenge), each of at most ``max_keys`` keys.
 
-    Bounded twice: entries older than ``keep`` are dropped as new ones arrive (nothing older is
-    ever asked for: ``keep`` is the longest of the rate-limit and lockout windows), and at most
-    ``max_keys`` keys are held. When the keys are full of live history the least recently used
-    key is forgotten and a warning logged; an account's lockout, once reached, is on its row and
-    survives that (and a restart)."""
+    Every method runs under one lock, so checking and counting are one step. A full table never
+    evicts a key that still counts (an attacker's flood of new keys would otherwise wipe the
+    counts of the clients it is meant to limit): it first drops keys whose window, streak and
+    lock have all run out, and if every key is live, a new key is refused — or, for the address
+    kinds, let through uncounted (``UNCOUNTED_WHEN_FULL``). One kind filling up leaves the others
+    untouched. An account's lockout is also on its row, which survives this table and a
+    restart."""
 
-    def __init__(
-        self,
-        *,
-        keep: timedelta,
-        max_keys: int = DEFAULT_MAX_ATTEMPT_KEYS,
-        max_per_key: int | None = None,
-    ) -> None:
+    def __init__(self, *, max_keys: int = DEFAULT_MAX_ATTEMPT_KEYS) -> None:
         if max_keys <= 0:
             raise ValueError("max_keys must be positive")
-        self.keep = keep.total_seconds()
         self.max_keys = max_keys
-        # No limit needs more than (largest limit) entries of one key to answer; the cap keeps a
-        # hammered key's list from growing with the request rate.
-        self.max_per_key = max_per_key
-        self._keys: OrderedDict[str, _AttemptHistory] = OrderedDict()
+        self._tables: dict[str, _Table] = {}
         self._lock = threading.Lock()
-        self._warned_full = False
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._keys)
+            return sum(len(table.counters) for table in self._tables.values())
 
-    def record(self, keys: list[str], *, at: datetime, succeeded: bool) -> None:
+    def admit(self, key: str, *, limit: int, window: timedelta, at: datetime) -> Admission:
+        moment, length = at.timestamp(), window.total_seconds()
+        with self._lock:
+            counter = self._counter_locked(key, moment)
+            if counter is None:
+                if _kind(key) in UNCOUNTED_WHEN_FULL:
+                    return Admission(key, True)
+                return Admission(key, False, retry_at=at + window)
+            if counter.start + length <= moment:
+                counter.start, counter.attempts = moment, 0
+            if counter.attempts >= limit:
+                return Admission(key, False, retry_at=_datetime(counter.start + length))
+            counter.attempts += 1
+            counter.live_until = max(counter.live_until, counter.start + length)
+            return Admission(key, True, window_start=_datetime(counter.start))
+
+    def give_back(self, admission: Admission, *, end_streak: bool) -> None:
+        if admission.window_start is None:
+            return
+        with self._lock:
+            counter = self._table(admission.key).counters.get(admission.key)
+            if counter is None:
+                return
+            if counter.start == admission.window_start.timestamp() and counter.attempts > 0:
+                counter.attempts -= 1
+            if end_streak:
+                counter.failures, counter.first_failure_at = 0, None
+
+    def failed(
+        self,
+        key: str,
+        *,
+        at: datetime,
+        threshold: int,
+        window: timedelta,
+        duration: timedelta,
+    ) -> datetime | None:
         moment = at.timestamp()
-        horizon = moment - self.keep
         with self._lock:
-            for key in keys:
-                history = self._keys.get(key)
-                if history is None:
-                    self._make_room_locked(horizon)
-                    history = self._keys[key] = _AttemptHistory()
-                else:
-                    self._keys.move_to_end(key)
-                times = history.successes if succeeded else history.failures
-                # Requests take ``at`` before they get here, so threads may arrive slightly out
-                # of order: insert in place rather than append.
-                insort(times, moment)
-                _drop_before(times, horizon)
-                if self.max_per_key is not None and len(times) > self.max_per_key:
-                    del times[: len(times) - self.max_per_key]
+            counter = self._counter_locked(key, moment)
+            if counter is None:
+                return None  # full of live keys: admit() refused this key already
+            first = counter.first_failure_at
+            if first is None or first <= moment - window.total_seconds():
+                counter.failures, counter.first_failure_at = 1, moment
+            else:
+                counter.failures += 1
+            counter.live_until = max(counter.live_until, moment + window.total_seconds())
+            if counter.failures < threshold:
+                return None
+            counter.failures, counter.first_failure_at = 0, None
+            counter.locked_until = moment + duration.total_seconds()
+            counter.live_until = max(counter.live_until, counter.locked_until)
+            return _datetime(counter.locked_until)
 
-    def count(self, key: str, *, since: datetime) -> int:
-        start = since.timestamp()
+    def locked_until(self, key: str, *, at: datetime) -> datetime | None:
         with self._lock:
-            history = self._keys.get(key)
-            if history is None:
-                return 0
-            return _count_from(history.failures, start) + _count_from(history.successes, start)
-
-    def failures_since_success(self, key: str, *, since: datetime) -> int:
-        start = since.timestamp()
-        with self._lock:
-            history = self._keys.get(key)
-            if history is None:
-                return 0
-            successes, failures = history.successes, history.failures
-            if successes and successes[-1] >= start:
-                # Strictly after the last success, as the SQL store counts.
-                return len(failures) - bisect_right(failures, successes[-1])
-            return _count_from(failures, start)
+            counter = self._table(key).counters.get(key)
+            if counter is None or counter.locked_until is None:
+                return None
+            if counter.locked_until <= at.timestamp():
+                return None
+            return _datetime(counter.locked_until)
 
     def purge(self, *, before: datetime) -> int:
-        horizon = before.timestamp()
+        """Keys with nothing left to say at ``before``: window, streak and lock run out."""
         with self._lock:
-            return self._purge_locked(horizon)
+            return sum(_sweep(table, before.timestamp()) for table in self._tables.values())
 
-    def _purge_locked(self, horizon: float) -> int:
-        dropped = 0
-        for key in list(self._keys):
-            history = self._keys[key]
-            dropped += _drop_before(history.failures, horizon)
-            dropped += _drop_before(history.successes, horizon)
-            if not history.failures and not history.successes:
-                del self._keys[key]
-        return dropped
+    def _table(self, key: str) -> _Table:
+        kind = _kind(key)
+        table = self._tables.get(kind)
+        if table is None:
+            table = self._tables[kind] = _Table()
+        return table
 
-    def _make_room_locked(self, horizon: float) -> None:
-        # Only the least recently used end is looked at, so a full store costs a new key O(1),
-        # not a scan of every key: keys whose newest attempt is past the horizon go first.
-        keys = self._keys
-        while len(keys) >= self.max_keys:
-            oldest_key = next(iter(keys))
-            history = keys[oldest_key]
-            newest = max(history.failures[-1:] + history.successes[-1:], default=0.0)
-            if newest < horizon:
-                del keys[oldest_key]
-                continue
-            if not self._warned_full:
-                self._warned_full = True
+    def _counter_locked(self, key: str, moment: float) -> _Counter | None:
+        """``key``'s counter, made if there is room; None if its table is full of live keys."""
+        table = self._table(key)
+        counter = table.counters.get(key)
+        if counter is not None:
+            return counter
+        if len(table.counters) >= self.max_keys and moment >= table.next_sweep:
+            table.next_sweep = moment + SWEEP_INTERVAL
+            _sweep(table, moment)
+        if len(table.counters) >= self.max_keys:
+            if not table.warned:
+                table.warned = True
                 log.warning(
-                    "attempt store full (%d keys of live history): forgetting the least "
-                    "recently used keys",
+                    "attempt counters for %r keys full (%d live keys): new keys are %s",
+                    _kind(key),
                     self.max_keys,
+                    "not counted" if _kind(key) in UNCOUNTED_WHEN_FULL else "refused",
                 )
-            self._keys.popitem(last=False)
+            return None
+        table.warned = False
+        counter = table.counters[key] = _Counter(moment)
+        return counter
 
 
-def _drop_before(times: list[float], horizon: float) -> int:
-    cut = bisect_left(times, horizon)
-    if cut:
-        del times[:cut]
-    return cut
+def _kind(key: str) -> str:
+    return key.split(":", 1)[0]
 
 
-def _count_from(times: list[float], start: float) -> int:
-    return len(times) - bisect_left(times, start)
+def _sweep(table: _Table, moment: float) -> int:
+    expired = [key for key, counter in table.counters.items() if counter.live_until <= moment]
+    for key in expired:
+        del table.counters[key]
+    return len(expired)
+
+
+def _datetime(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 def make_state_stores(
@@ -483,13 +679,4 @@ def make_state_stores(
         except Exception:
             database.close()  # start-up stops here; leave no connections behind
             raise
-    keep = max(config["RATE_LIMIT_WINDOW"], config["LOCKOUT_WINDOW"])
-    largest_limit = max(
-        config["ADDRESS_ATTEMPT_LIMIT"],
-        config["ACCOUNT_ATTEMPT_LIMIT"],
-        config["CHALLENGE_LIMIT"],
-        config["LOCKOUT_THRESHOLD"],
-    )
-    return MemoryChallengeStore(), MemoryAttemptStore(
-        keep=timedelta(seconds=keep), max_per_key=largest_limit
-    )
+    return MemoryChallengeStore(), MemoryAttemptStore()

@@ -9,7 +9,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     ForeignKey,
-    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -157,16 +156,21 @@ class LoginSession(Base):
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
-class LoginAttempt(Base):
-    """One login attempt counted against a rate-limit key (address, account, identifier...)."""
+class AttemptCounter(Base):
+    """Login attempts counted against one limit key (an address, a password subject, a
+    certificate): the current rate-limit window, the failure streak and a lock; revision 0005.
 
-    __tablename__ = "login_attempts"
-    __table_args__ = (Index("ix_login_attempts_key_at", "key", "at"),)
+    One row per key, changed by single upserts, so checking a limit and counting the attempt
+    are one atomic statement (gateway/stores.py ``SqlAttemptStore``)."""
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    key: Mapped[str] = mapped_column(String(128))
-    at: Mapped[datetime] = mapped_column(UtcDateTime)
-    succeeded: Mapped[bool] = mapped_column(Boolean)
+    __tablename__ = "attempt_counters"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UtcDateTime)
+    attempts: Mapped[int] = mapped_column(Integer)
+    failures: Mapped[int] = mapped_column(Integer)  # the failure streak
+    first_failure_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class AuditRecord(Base):

@@ -186,12 +186,15 @@ def test_english_messages(client: FlaskClient, person: Any) -> None:
 
 
 @pytest.mark.parametrize("status", ["frozen", "suspended", "terminated"])
-def test_account_disabled(
+def test_a_disabled_account_does_not_confirm_its_password(
     client: FlaskClient, person: Any, accounts: AccountService, clock: FixedClock, status: str
 ) -> None:
+    # The right password answers like a wrong one: only a certificate login, which proves
+    # possession of the key, is told the account's state (account_disabled).
     accounts.set_status(person.id, status, at=clock.now())
     response = login(client, "zhangsan")
-    assert response.status_code == 403 and response.json["error"] == "account_disabled"
+    assert response.status_code == 401 and response.json["error"] == "credentials_invalid"
+    assert response.json == login(client, "zhangsan", "wrong password").json
 
 
 def test_frozen_account_loses_its_session(
@@ -217,7 +220,7 @@ def test_rate_limited_then_locked(
     assert "account_locked" in codes
     locked = login(client, "zhangsan")  # even the right password
     assert locked.status_code == 403 and locked.json["error"] == "account_locked"
-    assert "UTC" in locked.json["message"]
+    assert locked.json["method"] == "password" and "UTC" in locked.json["message"]
     clock.advance(app.config["LOCKOUT_DURATION"] + 1)
     assert login(client, "zhangsan").status_code == 200
 
@@ -361,13 +364,13 @@ def test_housekeeping_purges_expired_state(
     with app.extensions["certgate.database"].engine.connect() as connection:
         counts = {
             table: connection.execute(text(f"SELECT count(*) FROM {table}")).scalar()
-            for table in ("challenges", "sessions", "login_attempts")
+            for table in ("challenges", "sessions", "attempt_counters")
         }
     # What is left is the new challenge and its count against the address.
     if state_store == "database":
-        assert counts == {"challenges": 1, "sessions": 0, "login_attempts": 1}
+        assert counts == {"challenges": 1, "sessions": 0, "attempt_counters": 1}
     else:
-        assert counts == {"challenges": 0, "sessions": 0, "login_attempts": 0}
+        assert counts == {"challenges": 0, "sessions": 0, "attempt_counters": 0}
         assert len(app.extensions[CHALLENGE_STORE]) == 1
         assert len(get_guard(app).store) == 1  # type: ignore[arg-type]
 

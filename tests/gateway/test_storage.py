@@ -81,7 +81,7 @@ def test_schema_is_created_only_by_migrations(tmp_path: Path) -> None:
         "trust_anchors",
         "challenges",
         "sessions",
-        "login_attempts",
+        "attempt_counters",
         "audit_records",
         "audit_head",
         "alembic_version",

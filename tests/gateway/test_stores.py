@@ -113,65 +113,100 @@ def test_memory_challenge_store_is_bounded(clock: FixedClock) -> None:
 
 
 def attempt_stores(database: Database) -> list[AttemptStore]:
-    return [SqlAttemptStore(database), MemoryAttemptStore(keep=timedelta(minutes=15))]
+    return [SqlAttemptStore(database), MemoryAttemptStore()]
+
+
+WINDOW = timedelta(seconds=60)
+STREAK = {"threshold": 3, "window": timedelta(minutes=15), "duration": timedelta(minutes=15)}
 
 
 def test_memory_attempts_count_like_the_sql_store(database: Database, clock: FixedClock) -> None:
-    stores = attempt_stores(database)
     start = clock.now()
-    history = [(0, False), (1, False), (2, True), (3, False), (4, False), (4, False), (70, False)]
-    for offset, succeeded in history:
-        for store in stores:
-            store.record(["k", "other"], at=start + timedelta(seconds=offset), succeeded=succeeded)
-    for since in (0, 1, 2, 3, 5, 60, 71):
-        moment = start + timedelta(seconds=since)
-        counts = {store.count("k", since=moment) for store in stores}
-        failures = {store.failures_since_success("k", since=moment) for store in stores}
-        assert len(counts) == 1 and len(failures) == 1, since
-    assert stores[1].count("k", since=start) == 7
-    assert stores[1].failures_since_success("k", since=start) == 4  # after the success at 2 s
-    assert stores[1].count("unknown", since=start) == 0
+    answers = []
+    for store in attempt_stores(database):
+        seen: list[Any] = []
+        admitted = [store.admit("k", limit=3, window=WINDOW, at=start) for _ in range(4)]
+        seen.append([a.admitted for a in admitted])
+        seen.append(admitted[-1].retry_at)
+        store.give_back(admitted[0], end_streak=True)  # a success is not counted
+        seen.append(store.admit("k", limit=3, window=WINDOW, at=start).admitted)
+        later = start + WINDOW  # a new window
+        seen.append([store.admit("k", limit=3, window=WINDOW, at=later).admitted for _ in range(4)])
+        seen.append([store.failed("p", at=start, **STREAK) for _ in range(3)])
+        seen.append(store.locked_until("p", at=start))
+        seen.append(store.locked_until("p", at=start + timedelta(minutes=15)))
+        # A success ends the streak: two failures, a success, two failures do not lock.
+        for _ in range(2):
+            store.failed("q", at=start, **STREAK)
+        store.give_back(store.admit("q", limit=9, window=WINDOW, at=start), end_streak=True)
+        seen.append([store.failed("q", at=start, **STREAK) for _ in range(2)])
+        # A streak older than its window starts again.
+        store.failed("r", at=start, **STREAK)
+        store.failed("r", at=start, **STREAK)
+        seen.append(store.failed("r", at=start + timedelta(minutes=15), **STREAK))
+        answers.append(seen)
+    sql, memory = answers
+    assert sql == memory
+    until = start + timedelta(minutes=15)
+    assert memory == [
+        [True, True, True, False],
+        start + WINDOW,
+        True,
+        [True, True, True, False],
+        [None, None, until],
+        until,
+        None,
+        [None, None],
+        None,
+    ]
 
 
-def test_memory_attempts_forget_what_no_window_needs(clock: FixedClock) -> None:
-    store = MemoryAttemptStore(keep=timedelta(seconds=60))
+@pytest.mark.parametrize("kind", ["sql", "memory"])
+def test_attempt_purge_keeps_what_still_counts(
+    database: Database, clock: FixedClock, kind: str
+) -> None:
+    store = attempt_stores(database)[kind == "memory"]
     start = clock.now()
-    store.record(["k"], at=start, succeeded=False)
-    store.record(["k"], at=start + timedelta(seconds=61), succeeded=False)
-    # The first attempt fell out when the second arrived, 61 s later.
-    assert store.count("k", since=start - timedelta(days=1)) == 1
-    assert store.purge(before=start + timedelta(seconds=62)) == 1
-    assert len(store) == 0
+    store.admit("address:old", limit=5, window=WINDOW, at=start)
+    store.failed("password:locked", at=start, **{**STREAK, "threshold": 1})
+    store.admit("address:new", limit=5, window=WINDOW, at=start + timedelta(minutes=14))
+    assert store.purge(before=start + timedelta(minutes=1)) == 1
+    assert store.locked_until("password:locked", at=start) == start + timedelta(minutes=15)
+    assert not store.admit(
+        "address:new", limit=1, window=WINDOW, at=start + timedelta(minutes=14)
+    ).admitted
 
 
-def test_memory_attempt_store_is_bounded(clock: FixedClock) -> None:
-    store = MemoryAttemptStore(keep=timedelta(minutes=15), max_keys=2, max_per_key=3)
+def test_memory_attempt_tables_are_per_kind(clock: FixedClock) -> None:
+    store = MemoryAttemptStore(max_keys=2)
     now = clock.now()
-    for _ in range(10):
-        store.record(["busy"], at=now, succeeded=False)
-    assert store.count("busy", since=now) == 3  # enough to answer any limit of at most 3
-    store.record(["idle"], at=now, succeeded=False)
-    store.record(["busy"], at=now, succeeded=False)  # "busy" is now the most recently used
-    store.record(["third"], at=now, succeeded=False)
-    assert len(store) == 2
-    assert store.count("idle", since=now) == 0  # the least recently used key went
-    assert store.count("busy", since=now) == 3 and store.count("third", since=now) == 1
+    for n in range(5):
+        store.admit(f"address:192.0.2.{n}", limit=5, window=WINDOW, at=now)
+    # A full address table lets new addresses through uncounted, and leaves the password
+    # table alone; a full password table refuses new keys.
+    assert store.admit("address:192.0.2.99", limit=1, window=WINDOW, at=now).window_start is None
+    assert store.admit("password:a", limit=5, window=WINDOW, at=now).admitted
+    assert store.admit("password:b", limit=5, window=WINDOW, at=now).admitted
+    refused = store.admit("password:c", limit=5, window=WINDOW, at=now)
+    assert not refused.admitted and refused.retry_at == now + WINDOW
+    assert len(store) == 4
 
 
 def test_memory_attempts_under_concurrency(clock: FixedClock) -> None:
-    store = MemoryAttemptStore(keep=timedelta(minutes=15))
+    store = MemoryAttemptStore()
     now = clock.now()
 
-    def record_many() -> None:
+    def fail_many() -> None:
         for _ in range(100):
-            store.record(["k"], at=now, succeeded=False)
+            store.failed("k", at=now, threshold=10_000, window=WINDOW, duration=WINDOW)
 
-    threads = [threading.Thread(target=record_many) for _ in range(8)]
+    threads = [threading.Thread(target=fail_many) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert store.count("k", since=now) == 800
+    # The 801st failure in the streak is the first to reach a threshold of 801.
+    assert store.failed("k", at=now, threshold=801, window=WINDOW, duration=WINDOW) is not None
 
 
 # --- the setting ---------------------------------------------------------------------------------
@@ -240,13 +275,3 @@ def test_memory_state_starts_only_when_no_other_process_serves_the_file(
         make_app(STATE_STORE="database")  # shares the file safely
     finally:
         os.close(descriptor)
-
-
-def test_full_attempt_store_forgets_expired_keys_before_live_ones(clock: FixedClock) -> None:
-    store = MemoryAttemptStore(keep=timedelta(seconds=60), max_keys=2)
-    start = clock.now()
-    store.record(["old"], at=start, succeeded=False)
-    store.record(["live"], at=start + timedelta(seconds=50), succeeded=False)
-    store.record(["new"], at=start + timedelta(seconds=70), succeeded=False)
-    assert store.count("old", since=start) == 0
-    assert store.count("live", since=start) == 1 and store.count("new", since=start) == 1
