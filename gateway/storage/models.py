@@ -192,10 +192,25 @@ class AuditRecord(Base):
 
 
 class AuditHead(Base):
-    """One row: the last record's id and hash, so a deleted tail is detected too."""
+    """One row: the last record's id and hash and the number of records, sealed with a MAC
+    (revision 0006), so a deleted tail is detected too (gateway/audit.py)."""
 
     __tablename__ = "audit_head"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     last_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     last_hash: Mapped[str] = mapped_column(String(64))
+    record_count: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    head_mac: Mapped[str] = mapped_column(String(64))
+
+
+class AuditGenesis(Base):
+    """One row written with the trail (revision 0006): while it stands, a missing head row is
+    reported even when every record is gone too. ``genesis_mac`` is empty only between a
+    migration run without the data key and the gateway's first start."""
+
+    __tablename__ = "audit_genesis"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    genesis_mac: Mapped[str | None] = mapped_column(String(64))
