@@ -1,4 +1,5 @@
-"""A minimal DER walker for the one structure too large for a general parser: a CRL's entry list.
+"""A minimal DER walker for the one structure too large for a general parser: a CRL's entry list
+(and ``encode_tlv``, the one DER writer the engine needs: see ``certs.extensions``).
 
 Why hand-written: a CRL of a million revoked certificates is ~40 MB. asn1crypto's ``.native``
 takes seconds per 100,000 entries, and pyca/cryptography exposes entries only as Python objects
@@ -203,3 +204,13 @@ def revoked_entry_fields(data: bytes, start: int) -> tuple[datetime, str, dateti
             elif oid == INVALIDITY_DATE_OID:
                 invalidity = parse_time(inner_tag, data[i_start:i_end])
     return revoked_at, reason, invalidity
+
+
+def encode_tlv(tag: int, content: bytes) -> bytes:
+    """One DER element: ``tag`` (low tag number), the definite length in its shortest form, and
+    ``content``."""
+    length = len(content)
+    if length < 0x80:
+        return bytes((tag, length)) + content
+    octets = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes((tag, 0x80 | len(octets))) + octets + content

@@ -12,7 +12,9 @@ BJCA's 1.2.156.112562.2.1.1.1 ("SF" + ID-card number); NETCA's entity identifier
 1.3.6.1.4.1.18760.1.12.11. Issuer-specific places — identifiers packed into the CN (CFCA) and the
 meaning of the subject ``serialNumber`` — are opted into per issuer with an ``IdentityProfile``:
 a CN pattern from an issuer that lets subscribers choose their CN would let anyone claim anyone's
-ID number, so they are never applied by default.
+ID number, so they are never applied by default. An undeclared subject ``serialNumber`` counts only
+when it is unmistakably a unified social credit code or an ID-card number (exactly one checksum
+holds; see ``_recognised_serial_number``): the subject DN is what the CA vouches for.
 
 Unified social credit codes, ID-card numbers and organization codes are checksum-validated. A value
 that fails is kept in ``CertificateIdentity.invalid`` (masked) and its field stays empty, so an
@@ -28,6 +30,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from asn1crypto import core as asn1
@@ -36,6 +39,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
 from certs.errors import CertificateUntrusted
+from certs.extensions import extensions
 from certs.identifiers import (
     is_valid_id_card_number,
     is_valid_uscc,
@@ -571,8 +575,10 @@ def read_der_string(
 
 
 def _extensions(certificate: x509.Certificate) -> x509.Extensions:
+    # Through certs.extensions: an explicitly encoded DEFAULT (basicConstraints cA FALSE, common
+    # in Chinese CAs' certificates) is read, not refused with the whole certificate.
     try:
-        return certificate.extensions
+        return extensions(certificate)
     except (ValueError, x509.DuplicateExtension) as exc:  # malformed or duplicated
         raise CertificateUntrusted(f"malformed certificate extensions: {exc}") from None
 
@@ -606,8 +612,27 @@ class _SubjectReading:
     found: list[_Found] = dataclasses.field(default_factory=list)
 
 
+def _recognised_serial_number(value: str, issued: date) -> str | None:
+    """What an undeclared subject serialNumber evidently is, or None.
+
+    OV/EV certificates of Chinese CAs write the enterprise's unified social credit code there,
+    personal certificates the ID-card number. Without an issuer's declaration a value counts only
+    when it is unmistakable: exactly one of the two checksums holds, and an ID-card number's
+    holder was born before the certificate was issued. Anything else — a CA's own reference
+    number, a value both checksums accept — is only reported as written, never as an error.
+    """
+    cleaned = _clean(value)
+    is_uscc = is_valid_uscc(cleaned)
+    is_id_card = is_valid_id_card_number(cleaned) and (
+        date(int(cleaned[6:10]), int(cleaned[10:12]), int(cleaned[12:14])) <= issued
+    )
+    if is_uscc == is_id_card:
+        return None
+    return UNIFIED_SOCIAL_CREDIT_CODE if is_uscc else ID_CARD_NUMBER
+
+
 def _read_subject(
-    subject: x509.Name, profile: IdentityProfile, interpret: _Interpret
+    subject: x509.Name, profile: IdentityProfile, interpret: _Interpret, issued: date
 ) -> _SubjectReading:
     reading = _SubjectReading()
     for attribute in subject:
@@ -621,7 +646,9 @@ def _read_subject(
         elif oid == NameOID.SERIAL_NUMBER:
             reading.serial_numbers.append(value)
             if kind is None:
-                kind = profile.subject_serial_number_holds
+                kind = profile.subject_serial_number_holds or _recognised_serial_number(
+                    value, issued
+                )
         elif oid == NameOID.EMAIL_ADDRESS:
             reading.emails.append(value)
         if kind is not None:
@@ -712,7 +739,7 @@ def extract_identity(
     subject = certificate.subject
     names = _subject_alternative_names(extensions)
     interpret = _Interpretations()
-    reading = _read_subject(subject, profile, interpret)
+    reading = _read_subject(subject, profile, interpret, certificate.not_valid_before_utc.date())
     common_name = reading.common_names[0] if reading.common_names else None
     serial_numbers = reading.serial_numbers
 

@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 from cryptography import x509
 from cryptography.x509.oid import ExtensionOID, NameOID
 
+from certs.extensions import extensions
+
 RdnKey = frozenset[tuple[str, str]]
 NameKey = tuple[RdnKey, ...]
 
@@ -195,9 +197,11 @@ def certificate_names(certificate: x509.Certificate) -> NameSet:
         str(a.value) for a in certificate.subject.get_attributes_for_oid(NameOID.EMAIL_ADDRESS)
     )
     try:
-        san = certificate.extensions.get_extension_for_oid(
-            ExtensionOID.SUBJECT_ALTERNATIVE_NAME
-        ).value
+        san = (
+            extensions(certificate)
+            .get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
+            .value
+        )
     except x509.ExtensionNotFound:
         san = None
     if isinstance(san, x509.SubjectAlternativeName):

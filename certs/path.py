@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID
 
 from certs.errors import CertError, CertificateExpired, CertificateNotYetValid, CertificateUntrusted
+from certs.extensions import extensions
 from certs.keys import public_key
 from certs.names import (
     CERTIFICATE_MEMO_SIZE,
@@ -139,7 +140,11 @@ def verify_signed(signed: Signed, signer: x509.Certificate) -> bool:
 
 def signature_valid(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
     """``issuer``'s key made ``certificate``'s signature (names are not compared here)."""
-    return verify_signed(Signed.of_certificate(certificate), issuer)
+    try:
+        signed = Signed.of_certificate(certificate)
+    except UnsupportedAlgorithm:  # a signature algorithm pyca/cryptography does not know (SM2)
+        return False
+    return verify_signed(signed, issuer)
 
 
 def _extension(
@@ -147,7 +152,7 @@ def _extension(
 ) -> x509.Extension[x509.ExtensionType] | None:
     # A scan rather than get_extension_for_oid: an absent extension (the common case for SAN,
     # name constraints, ...) would otherwise cost an ExtensionNotFound raised and caught.
-    for extension in certificate.extensions:
+    for extension in extensions(certificate):
         if extension.oid == oid:
             return extension
     return None
@@ -262,7 +267,7 @@ def _untrusted(certificate: x509.Certificate, why: str) -> CertificateUntrusted:
 
 
 def _check_critical_extensions(certificate: x509.Certificate) -> None:
-    for extension in certificate.extensions:
+    for extension in extensions(certificate):
         if extension.critical and extension.oid not in RECOGNISED_EXTENSIONS:
             raise _untrusted(
                 certificate, f"unknown critical extension {extension.oid.dotted_string}"
@@ -345,6 +350,10 @@ def process_path(path: Sequence[x509.Certificate], at: datetime) -> None:
             constraints.append(own)
 
 
+# Signature algorithms certificates of Chinese CAs use that no engine here verifies yet (pyca/
+# cryptography cannot use SM2 keys): a chain signed with them is refused with this name.
+UNSUPPORTED_SIGNATURE_ALGORITHMS = {"1.2.156.10197.1.501": "SM2-with-SM3 (GM/T 0003)"}
+
 # Error precedence when every candidate path fails: the most telling error wins (a chain that
 # fails only on dates says "expired", not "untrusted").
 _PRECEDENCE: dict[type, int] = {
@@ -364,6 +373,9 @@ def validate_path(
     accept: Callable[[tuple[x509.Certificate, ...], Candidate], None] | None = None,
 ) -> tuple[tuple[x509.Certificate, ...], Candidate]:
     """The first candidate path that processes cleanly (and that ``accept`` does not refuse)."""
+    unsupported = UNSUPPORTED_SIGNATURE_ALGORITHMS.get(leaf.signature_algorithm_oid.dotted_string)
+    if unsupported is not None:
+        raise CertificateUntrusted(f"{unsupported} signatures are not supported yet")
     best: CertError | None = None
     for path, anchor in build_paths(leaf, intermediates, anchors, max_length=max_length):
         try:

@@ -20,6 +20,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 
 from certs.errors import CertificateUntrusted
+from certs.extensions import extensions
 from certs.names import CERTIFICATE_MEMO_SIZE, is_self_issued
 from certs.policy import ANY_POLICY, PolicyInputs
 
@@ -37,7 +38,7 @@ class _CertificatePolicyData:
 
 
 def _extension_value(certificate: x509.Certificate, oid: x509.ObjectIdentifier) -> object | None:
-    for extension in certificate.extensions:
+    for extension in extensions(certificate):
         if extension.oid == oid:
             return extension.value
     return None

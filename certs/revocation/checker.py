@@ -37,6 +37,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
 
 from certs.der import certificate_serial
 from certs.errors import CertificateRevoked, RevocationUnavailable
+from certs.extensions import extensions
 from certs.fetch import Fetcher
 from certs.names import CERTIFICATE_MEMO_SIZE, issuer_key, name_key, subject_key
 from certs.path import is_ca, key_usage
@@ -85,7 +86,7 @@ UNACCEPTABLE: Mapping[RevocationMode, frozenset[RevocationState]] = {
 
 def _extension_value(certificate: x509.Certificate, oid: x509.ObjectIdentifier) -> object:
     try:
-        return certificate.extensions.get_extension_for_oid(oid).value
+        return extensions(certificate).get_extension_for_oid(oid).value
     except x509.ExtensionNotFound:
         return None
 

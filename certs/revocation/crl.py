@@ -42,7 +42,8 @@ from certs.der import (
     revoked_entry_fields,
     tbs_span,
 )
-from certs.fetch import Fetcher, FetchError
+from certs.extensions import extensions
+from certs.fetch import CRL_MAX_BYTES, Fetcher, FetchError
 from certs.names import NameKey, name_key, prepare_value
 from certs.path import Signed, verify_signed
 
@@ -214,9 +215,11 @@ class IndexedCrl:
         if self.key_identifier is None:
             return True
         try:
-            ski = certificate.extensions.get_extension_for_oid(
-                ExtensionOID.SUBJECT_KEY_IDENTIFIER
-            ).value
+            ski = (
+                extensions(certificate)
+                .get_extension_for_oid(ExtensionOID.SUBJECT_KEY_IDENTIFIER)
+                .value
+            )
         except x509.ExtensionNotFound:
             return True
         return not isinstance(ski, x509.SubjectKeyIdentifier) or ski.digest == self.key_identifier
@@ -468,13 +471,18 @@ class CrlStore:
         fetch_timeout: float = 10.0,
         require_crl_number: bool = True,
         issuers: Iterable[x509.Certificate] = (),
+        max_bytes: int = CRL_MAX_BYTES,
     ) -> None:
         self.fetcher = fetcher
         # CA certificates known in advance (anchors, configured intermediates): a CRL from one
         # of them has its signature checked at load. Others are checked at first use.
         self._issuers: tuple[x509.Certificate, ...] = tuple(issuers)
         self.refresh_interval = refresh_interval
+        # One deadline (seconds) for each download, and the largest CRL accepted from a URL.
+        # The fetcher should carry the same size limit, so an endless body is cut off while it
+        # arrives (``HttpFetcher(max_bytes=...)``); the check here holds for any fetcher.
         self.fetch_timeout = fetch_timeout
+        self.max_bytes = max_bytes
         self.require_crl_number = require_crl_number
         self._sources: list[str] = []
         self._snapshot = _Snapshot()
@@ -540,11 +548,18 @@ class CrlStore:
         if _is_url(source):
             if self.fetcher is None:
                 raise FetchError(f"{source}: no fetcher configured")
-            return self.fetcher.get(source, timeout=self.fetch_timeout)
+            return self._download(source)
         try:
             return Path(source.removeprefix("file://")).read_bytes()
         except OSError as exc:
             raise FetchError(f"{source}: {exc}") from exc
+
+    def _download(self, url: str) -> bytes:
+        assert self.fetcher is not None
+        data = self.fetcher.get(url, timeout=self.fetch_timeout)
+        if len(data) > self.max_bytes:
+            raise FetchError(f"{url}: response larger than {self.max_bytes} bytes")
+        return data
 
     def _replace(self, changes: Mapping[str, tuple[IndexedCrl, ...]]) -> None:
         with self._write_lock:
@@ -580,7 +595,7 @@ class CrlStore:
         if known is not None or url in self._failed_urls:
             return known or ()
         try:
-            crls = self._parse(self.fetcher.get(url, timeout=self.fetch_timeout), url)
+            crls = self._parse(self._download(url), url)
         except (FetchError, CrlInvalid) as exc:
             logger.warning("CRL distribution point %s unavailable: %s", url, exc)
             with self._write_lock:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-import urllib.error
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,7 +52,8 @@ from cryptography.x509.oid import (
     SignatureAlgorithmOID,
 )
 
-from certs.fetch import Fetcher, FetchError
+from certs.extensions import extensions
+from certs.fetch import OCSP_MAX_RESPONSE_BYTES, Fetcher, FetchError, HttpFetcher
 from certs.keys import public_key as certificate_public_key
 from certs.names import names_equal
 from certs.revocation.status import RevocationState, RevocationStatus
@@ -245,7 +245,7 @@ class OcspCache:
 def ocsp_urls(certificate: x509.Certificate) -> list[str]:
     """The http(s) OCSP responder URLs in the certificate's authorityInfoAccess, in order."""
     try:
-        aia = certificate.extensions.get_extension_for_class(x509.AuthorityInformationAccess)
+        aia = extensions(certificate).get_extension_for_class(x509.AuthorityInformationAccess)
     except x509.ExtensionNotFound:
         return []
     return [
@@ -260,7 +260,10 @@ def ocsp_urls(certificate: x509.Certificate) -> list[str]:
 class OcspClient:
     """Fetches, verifies and caches OCSP statuses. Safe to share between threads.
 
-    ``timeout`` bounds each network operation of a request (seconds). ``use_nonce`` adds a random
+    ``timeout`` is one deadline for the whole request (connect, send, headers and body), in
+    seconds. ``max_response_bytes`` refuses a larger answer; give the client a fetcher with the
+    same limit (``HttpFetcher(max_bytes=OCSP_MAX_RESPONSE_BYTES)``, what ``for_http`` builds) so
+    an endless body is cut off while it arrives. ``use_nonce`` adds a random
     nonce to every request. Many CAs' responders pre-sign their answers and omit the nonce
     (RFC 5019); such a response is accepted unless ``require_nonce`` is set, because its
     freshness is still enforced through thisUpdate/nextUpdate. A response carrying a nonce other
@@ -277,6 +280,7 @@ class OcspClient:
         cache: OcspCache | None = None,
         max_age_without_next_update: timedelta = DEFAULT_MAX_AGE_WITHOUT_NEXT_UPDATE,
         require_nonce: bool = False,
+        max_response_bytes: int = OCSP_MAX_RESPONSE_BYTES,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -291,6 +295,15 @@ class OcspClient:
         self.clock_skew = clock_skew
         self.cache = cache if cache is not None else OcspCache()
         self.max_age_without_next_update = max_age_without_next_update
+        self.max_response_bytes = max_response_bytes
+
+    @classmethod
+    def for_http(
+        cls, *, timeout: float = 5.0, max_response_bytes: int = OCSP_MAX_RESPONSE_BYTES
+    ) -> OcspClient:
+        """A client asking responders over HTTP, the size limit applied on the wire."""
+        fetcher = HttpFetcher(max_bytes=max_response_bytes)
+        return cls(fetcher, timeout=timeout, max_response_bytes=max_response_bytes)
 
     def status(
         self,
@@ -339,7 +352,12 @@ class OcspClient:
                 timeout=self.timeout,
             )
         except FetchError as exc:
-            return _unavailable(_describe_fetch_error(responder_url, exc, self.timeout))
+            return _unavailable(_describe_fetch_error(responder_url, exc))
+        if len(response_der) > self.max_response_bytes:
+            return _unavailable(
+                f"OCSP responder {responder_url}: response larger than "
+                f"{self.max_response_bytes} bytes"
+            )
 
         try:
             status, valid_from, valid_until = self._verify(
@@ -533,13 +551,13 @@ def _delegated_responder_refusal(
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return f"delegated responder {subject!r} is not issued by the certificate's issuer"
     try:
-        eku = responder.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        eku = extensions(responder).get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
         eku = None
     if eku is None or ExtendedKeyUsageOID.OCSP_SIGNING not in eku:
         return f"delegated responder {subject!r} lacks extendedKeyUsage id-kp-OCSPSigning"
     try:
-        key_usage = responder.extensions.get_extension_for_class(x509.KeyUsage).value
+        key_usage = extensions(responder).get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
         key_usage = None
     if key_usage is not None and not key_usage.digital_signature:
@@ -637,16 +655,11 @@ def _check_critical_extensions(response: ocsp.OCSPResponse) -> None:
             )
 
 
-def _describe_fetch_error(url: str, exc: FetchError, timeout: float) -> str:
-    """A precise, log-friendly reason for a failed request (timeouts named as such)."""
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, TimeoutError) or "timed out" in str(cause):
-            return f"OCSP responder {url} timed out after {timeout:g} s"
-        if isinstance(cause, ConnectionRefusedError):
-            return f"OCSP responder {url} unreachable: connection refused"
-        if isinstance(cause, urllib.error.HTTPError):
-            return f"OCSP responder {url} answered HTTP {cause.code}"
-        reason = getattr(cause, "reason", None)
-        cause = reason if isinstance(reason, BaseException) else cause.__cause__
-    return f"OCSP request failed: {exc}"
+def _describe_fetch_error(url: str, exc: FetchError) -> str:
+    """A precise, log-friendly reason for a failed request, in ``HttpFetcher``'s words
+    ("timed out after 5 s", "unreachable: connection refused", "HTTP 503", "not an HTTP
+    answer", "response larger than 65536 bytes"); the URL is named once."""
+    text = str(exc).removeprefix(f"{url}: ")
+    if text.startswith("HTTP "):
+        text = f"answered {text}"
+    return f"OCSP responder {url}: {text}"

@@ -340,14 +340,47 @@ def test_cn_patterns_are_checked_when_compiled(pattern, problem):
         compile_cn_pattern(pattern)
 
 
-def test_subject_serial_number_is_reported_and_read_as_the_issuer_declares():
+def test_subject_serial_number_uscc_is_reported_as_such():
     name = subject((NameOID.COMMON_NAME, "某某公司"), (NameOID.SERIAL_NUMBER, USCC))
     certificate = issue_certificate(name)
     plain = extract_identity(certificate)
     assert plain.subject_serial_number == USCC
-    assert plain.unified_social_credit_code is None
+    assert plain.unified_social_credit_code == USCC
     declared = IdentityProfile.build(subject_serial_number_holds="unified_social_credit_code")
     assert extract_identity(certificate, declared).unified_social_credit_code == USCC
+
+
+def test_subject_serial_number_id_card_number_is_reported_as_such():
+    name = subject((NameOID.COMMON_NAME, "张三"), (NameOID.SERIAL_NUMBER, ID_NUMBER))
+    identity = extract_identity(issue_certificate(name))
+    assert identity.id_card_number == ID_NUMBER
+    assert identity.unified_social_credit_code is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "91110000600037341M",  # USCC with a wrong check character
+        "ABC-2024-000123",  # a CA's own reference number
+        "110105204912310026",  # an ID-card number born after the certificate was issued
+    ],
+)
+def test_undeclared_subject_serial_number_that_is_no_identifier_is_only_reported(value):
+    name = subject((NameOID.COMMON_NAME, "某某"), (NameOID.SERIAL_NUMBER, value))
+    identity = extract_identity(issue_certificate(name))
+    assert identity.subject_serial_number == value
+    assert identity.unified_social_credit_code is None and identity.id_card_number is None
+    assert identity.invalid == ()
+
+
+def test_subject_serial_number_contradicting_the_extension_is_not_used():
+    name = subject((NameOID.COMMON_NAME, "某某公司"), (NameOID.SERIAL_NUMBER, OTHER_USCC))
+    certificate = issue_certificate(
+        name, extensions=[(OID_ORGANIZATION_CODE, DER_STRING["PrintableString"](USCC))]
+    )
+    identity = extract_identity(certificate)
+    assert identity.unified_social_credit_code is None
+    assert {i.field for i in identity.invalid} == {"unified_social_credit_code"}
 
 
 def test_profile_refuses_an_unknown_serial_number_meaning():
@@ -480,7 +513,8 @@ def test_masked_json_and_repr_keep_id_numbers_out_of_logs():
     cn = f"041@0{ID_NUMBER}@张三@00000001"
     name = subject((NameOID.COMMON_NAME, cn), (NameOID.SERIAL_NUMBER, OTHER_ID_NUMBER))
     identity = extract_identity(issue_certificate(name), CFCA)
-    assert identity.id_card_number == ID_NUMBER
+    # The serialNumber's ID-card number contradicts the CN's: neither is used, both are masked.
+    assert identity.id_card_number is None
     for text in (json.dumps(identity.to_json(mask_personal_data=True)), repr(identity)):
         assert ID_NUMBER not in text
         assert ID_NUMBER.lower() not in text
