@@ -42,6 +42,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 from certs.chain import VerifiedChain, make_verified_chain
 from certs.errors import CertError, CertificateUntrusted, CertificateUsageInvalid
+from certs.extensions import extension
 from certs.keys import is_rsa
 from certs.names import CERTIFICATE_MEMO_SIZE, is_self_issued
 from certs.path import (
@@ -326,12 +327,8 @@ def path_depth(path: Sequence[x509.Certificate]) -> int:
 def _extension_or_none(
     certificate: x509.Certificate, oid: x509.ObjectIdentifier
 ) -> x509.Extension[x509.ExtensionType] | None:
-    # A scan rather than get_extension_for_oid: an absent extension (the common case for SAN,
-    # name constraints, ...) would otherwise cost an ExtensionNotFound raised and caught.
-    for extension in certificate.extensions:
-        if extension.oid == oid:
-            return extension
-    return None
+    # Through certs.extensions: also the extensions pyca/cryptography refuses as not DER.
+    return extension(certificate, oid)
 
 
 def _missing_ski(certificate: x509.Certificate) -> str | None:
