@@ -25,6 +25,10 @@ class RevocationMode(StrEnum):
 
 
 CLIENT_AUTH_OID = "1.3.6.1.5.5.7.3.2"  # id-kp-clientAuth
+# RSA below 1024 bits is factorable by anyone: no policy may accept it.
+MINIMUM_RSA_BITS_FLOOR = 1024
+# Below this an RSA key is accepted only with a warning (NIST SP 800-131A: 2048 since 2014).
+RECOMMENDED_RSA_BITS = 2048
 
 # Names of keyUsage bits as cryptography's x509.KeyUsage attributes spell them.
 KEY_USAGE_BITS = (
@@ -79,6 +83,11 @@ class ValidationPolicy:
     extended_key_usage: str = CLIENT_AUTH_OID
     # Longest accepted chain, counting the leaf and the anchor.
     max_depth: int = 8
+    # Smallest RSA key a login certificate may have. Old Chinese USB keys carry RSA-1024: an
+    # operator may lower this for an anchor that still issues them (down to 1024); such a login
+    # is then accepted with a warning. EC keys must be at least 256 bits (P-192/P-224 refused);
+    # DSA keys are never accepted (certs.keys).
+    minimum_rsa_bits: int = RECOMMENDED_RSA_BITS
     # An OCSP responder URL that overrides the certificates' AIA (None: use AIA).
     ocsp_responder: str | None = None
     # CRL sources (file paths or http(s) URLs) in addition to the certificates' distribution points.
@@ -95,6 +104,8 @@ class ValidationPolicy:
             raise ValueError(f"unknown keyUsage bit(s): {', '.join(sorted(unknown))}")
         if not 1 <= self.max_depth <= 32:
             raise ValueError("max_depth must be between 1 and 32")
+        if not MINIMUM_RSA_BITS_FLOOR <= self.minimum_rsa_bits <= 16384:
+            raise ValueError(f"minimum_rsa_bits must be between {MINIMUM_RSA_BITS_FLOOR} and 16384")
 
     def replace(self, **changes: Any) -> ValidationPolicy:
         """A new policy with ``changes`` applied."""

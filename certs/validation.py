@@ -43,7 +43,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 from certs.chain import VerifiedChain, make_verified_chain
 from certs.errors import CertError, CertificateUntrusted, CertificateUsageInvalid
 from certs.extensions import extension
-from certs.keys import is_rsa
+from certs.keys import is_rsa, refused_key_algorithm
 from certs.names import CERTIFICATE_MEMO_SIZE, is_self_issued
 from certs.path import (
     Candidate,
@@ -53,7 +53,7 @@ from certs.path import (
     validate_path,
 )
 from certs.policies import process_policies
-from certs.policy import TrustAnchor, ValidationPolicy
+from certs.policy import RECOMMENDED_RSA_BITS, TrustAnchor, ValidationPolicy
 from certs.revocation.checker import RevocationChecker, SignerValidator, serial_number
 from certs.revocation.status import RevocationState, RevocationStatus
 
@@ -275,7 +275,7 @@ class ChainValidator:
             f"revocation {s.state} for {c.subject.rfc4514_string()}: {s.detail}"
             for c, s in zip(path, statuses, strict=False)
             if s.state in (RevocationState.UNAVAILABLE, RevocationState.UNKNOWN)
-        )
+        ) + check_leaf_key(path[0], policy)
         return make_verified_chain(path, anchor, at, statuses, warnings)
 
     def _signer_validator(
@@ -553,6 +553,43 @@ def check_ca_purposes(path: Sequence[x509.Certificate], policy: ValidationPolicy
                 f"{certificate.subject.rfc4514_string()}: CA extendedKeyUsage does not allow "
                 f"{wanted}"
             )
+
+
+# Smallest EC key a login certificate may have (P-256): P-192 and P-224 are refused.
+MINIMUM_LEAF_EC_BITS = 256
+
+
+def check_leaf_key(leaf: x509.Certificate, policy: ValidationPolicy) -> tuple[str, ...]:
+    """The login certificate's key is strong enough for the anchor's policy; returns warnings
+    (an RSA key the operator allowed below the recommended size). Raises ``CertificateUntrusted``.
+    """
+    refused = refused_key_algorithm(leaf)
+    if refused is not None:
+        raise CertificateUntrusted(f"{leaf.subject.rfc4514_string()}: {refused}")
+    info = _key_parameters(leaf)
+    if info["algorithm"]["algorithm"].native == "rsa":
+        key = _rsa_key(leaf)
+        bits = key.key_size if key is not None else 0
+        if bits < policy.minimum_rsa_bits:
+            raise CertificateUntrusted(
+                f"RSA key of {bits} bits is below this trust anchor's minimum of "
+                f"{policy.minimum_rsa_bits}"
+            )
+        if bits < RECOMMENDED_RSA_BITS:
+            return (
+                f"weak key: RSA-{bits} accepted only because this trust anchor allows it "
+                f"(minimum_rsa_bits = {policy.minimum_rsa_bits})",
+            )
+    elif info["algorithm"]["algorithm"].native == "ec" and not _named_curve(leaf):
+        try:
+            key_size = leaf.public_key().curve.key_size  # type: ignore[union-attr]
+        except (ValueError, UnsupportedAlgorithm, AttributeError):
+            return ()  # SM2 and other curves pyca/cryptography cannot load are judged elsewhere
+        if key_size < MINIMUM_LEAF_EC_BITS:
+            raise CertificateUntrusted(
+                f"EC key of {key_size} bits is below the minimum of {MINIMUM_LEAF_EC_BITS}"
+            )
+    return ()
 
 
 def check_usage(leaf: x509.Certificate, policy: ValidationPolicy) -> None:

@@ -30,7 +30,15 @@ from cryptography import x509
 from certs.errors import DEFAULT_LANGUAGE, LANGUAGES, CertGateError
 from certs.fetch import FetchError, HttpFetcher
 from certs.identity import CertificateIdentity, display_dn, extract_identity
-from certs.policy import ANY_POLICY, PolicyInputs, RevocationMode, TrustAnchor, ValidationPolicy
+from certs.policy import (
+    ANY_POLICY,
+    MINIMUM_RSA_BITS_FLOOR,
+    RECOMMENDED_RSA_BITS,
+    PolicyInputs,
+    RevocationMode,
+    TrustAnchor,
+    ValidationPolicy,
+)
 
 EXIT_VALID = 0
 EXIT_INVALID = 1
@@ -187,6 +195,7 @@ def build_request(
     revocation: str,
     at: str | None,
     policies: PolicyInputs,
+    minimum_rsa_bits: int = RECOMMENDED_RSA_BITS,
 ) -> VerifyRequest:
     presented = load_certificates(certificate_path, "certificate")
     # A PEM CERT file may hold the whole chain: the first certificate is the one verified.
@@ -201,7 +210,10 @@ def build_request(
         raise UsageProblem("bad_ocsp_url", value=ocsp_url)
     mode = RevocationMode(revocation)
     policy = ValidationPolicy(
-        revocation=mode, ocsp_responder=ocsp_url, certificate_policies=policies
+        revocation=mode,
+        ocsp_responder=ocsp_url,
+        certificate_policies=policies,
+        minimum_rsa_bits=minimum_rsa_bits,
     )
     anchors = tuple(
         TrustAnchor(certificate, policy=policy)
@@ -354,6 +366,14 @@ def cert() -> None:
     "off: do not check (no network).",
 )
 @click.option(
+    "--minimum-rsa-bits",
+    type=click.IntRange(MINIMUM_RSA_BITS_FLOOR, 16384),
+    default=RECOMMENDED_RSA_BITS,
+    show_default=True,
+    help="Smallest RSA key accepted for CERT (old USB keys carry RSA-1024; accepted with a "
+    "warning when allowed).",
+)
+@click.option(
     "--policy",
     "policy_oids",
     multiple=True,
@@ -387,6 +407,7 @@ def verify(
     crl_paths: tuple[str, ...],
     ocsp_url: str | None,
     revocation: str,
+    minimum_rsa_bits: int,
     policy_oids: tuple[str, ...],
     require_explicit_policy: bool,
     inhibit_policy_mapping: bool,
@@ -412,6 +433,7 @@ def verify(
             revocation,
             at,
             policies,
+            minimum_rsa_bits,
         )
         document = _verify(request, language)
     except UsageProblem as problem:

@@ -64,11 +64,6 @@ SKIP: dict[str, str] = {
     "webpki::eku::ee-critical-eku": "pedantic-webpki-eku: EKU criticality is a CABF server rule",
     "webpki::eku::ee-without-eku": "conflicts_with rfc5280::eku::ee-without-eku",
     "webpki::eku::root-has-eku": "pedantic-webpki-eku: an EKU on a root is a CABF server rule",
-    # CABF subscriber key rules (pedantic-webpki-subscriber-key): client keys on older USB tokens
-    # are what the issuing CA gave them; key strength is an anchor's issuance policy.
-    "webpki::forbidden-p192-leaf": "pedantic-webpki-subscriber-key: CABF TLS subscriber rule",
-    "webpki::forbidden-dsa-leaf": "pedantic-webpki-subscriber-key: CABF TLS subscriber rule",
-    "webpki::forbidden-weak-rsa-in-leaf": "pedantic-webpki-subscriber-key: CABF TLS rule",
     # Conflicting expectations: RFC 5280 and PKITS 4.6.8/4.6.14 accept a CA certificate as the
     # end entity; CABF forbids it for TLS servers.
     "webpki::ee-basicconstraints-ca": "conflicts with rfc5280::ca-as-leaf and PKITS 4.6.8",

@@ -232,3 +232,32 @@ def test_a_required_policy_the_chain_does_not_assert_is_refused(
     assert exit_code == 1
     assert document["code"] == "certificate_untrusted"
     assert "no acceptable certificate policy" in document["detail"]
+
+
+def test_rsa_1024_is_refused_unless_allowed_and_then_warned(tmp_path):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from tests.certs.chains import make_ca
+    from tests.certs.test_key_strength import _leaf_with_key
+
+    root = make_ca("CLI Key Root")
+    ca = make_ca("CLI Key CA", issuer=root, serial=2)
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key()
+    files = {"leaf.pem": _leaf_with_key(ca, weak), "ca.pem": ca.certificate}
+    files["root.pem"] = root.certificate
+    for file_name, certificate in files.items():
+        (tmp_path / file_name).write_bytes(certificate.public_bytes(Encoding.PEM))
+    common = (
+        tmp_path / "leaf.pem", "--chain", tmp_path / "ca.pem", "--trust", tmp_path / "root.pem",
+        "--revocation", "off", "--at", "2026-02-01T00:00Z",
+    )  # fmt: skip
+    exit_code, document = verify_json(*common)
+    assert (exit_code, document["code"]) == (1, "certificate_untrusted")
+    assert "RSA key of 1024 bits" in document["detail"]
+    exit_code, document = verify_json(*common, "--minimum-rsa-bits", "1024")
+    assert exit_code == 0, document
+    assert document["warnings"] == [
+        "weak key: RSA-1024 accepted only because this trust anchor allows it "
+        "(minimum_rsa_bits = 1024)"
+    ]
