@@ -34,10 +34,11 @@ from sqlalchemy import select
 
 from certs.validation import _client_extension_policies
 from gateway import clock
+from gateway.assurance import LOA_CERTIFICATE
 from gateway.commands.common import operator_app
 from gateway.commands.serve import configure_logging, serve_app
 from gateway.engine import get_engine
-from gateway.login import AMR_TOKEN, CHALLENGE_STORE, prelogin_binding
+from gateway.login import CHALLENGE_STORE, prelogin_binding
 from gateway.sessions import get_sessions
 from gateway.signatures import verify_login_signature
 from gateway.storage.database import get_database
@@ -92,7 +93,9 @@ def login_floor() -> Response:
     floor.verifier.time(now).build_client_verifier().verify(leaf, floor.intermediates)
     sessions = get_sessions()
     with get_database().connection():
-        started = sessions.start(floor.account_id, AMR_TOKEN, at=now, previous_token=None)
+        started = sessions.start(
+            floor.account_id, ("swk", "pin"), acr=LOA_CERTIFICATE, at=now, previous_token=None
+        )
     response = jsonify({"ok": True, "csrf_token": started.record.csrf_token})
     sessions.set_cookie(response, started.token)
     return response

@@ -67,7 +67,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, operator: bool = Fals
     cipher = PersonalDataCipher(_data_key(app))
 
     clock.init_app(app)
-    database = database_module.init_app(app)
+    database = database_module.init_app(app, personal_data=cipher)
     audit.init_app(app, database, cipher.audit_key)
     accounts.init_app(app, database, cipher)
     certificates.init_app(app, database, cipher)

@@ -90,7 +90,7 @@ def account_info() -> Response:
                 **view.to_api(),
                 "status": view.status,
                 "login_name": view.login_name,
-                "legal_representative": account.legal_representative,
+                "legal_representative": view.legal_representative,
                 "id_card_number_masked": view.id_card_number_masked,
                 "phone_masked": view.phone_masked,
                 "real_name_level": view.real_name_level,
@@ -98,6 +98,7 @@ def account_info() -> Response:
                 "agreement_consented_at": _iso(account.agreement_consented_at),
             },
             "amr": list(record.amr),
+            "acr": record.acr,
             "csrf_token": record.csrf_token,
             "session": {
                 "created_at": _iso(record.created_at),
@@ -201,6 +202,7 @@ def sessions() -> Response:
         {
             "id": session_reference(row.id_hash),
             "amr": row.amr.split(),
+            "acr": row.acr,
             "created_at": _iso(row.created_at),
             "last_seen_at": _iso(row.last_seen_at),
             "expires_at": _iso(row.expires_at),

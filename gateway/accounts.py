@@ -2,7 +2,9 @@
 
 Person accounts carry a real name, ID-card number, phone and e-mail; enterprise accounts a unified
 social credit code, a name and a legal representative (the service agreements in DESIGN.md). The
-ID-card number and phone are sealed with AES-GCM and found through keyed hashes.
+ID-card number and phone are sealed with AES-GCM and found through keyed hashes; people's names (a
+person's real name, an enterprise's legal representative) are sealed too and opened only to be
+shown. Nothing looks an account up by name, so names have no lookup hash.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ EXTENSION = "certgate.accounts"
 
 ID_CARD_COLUMN = "accounts.id_card_number"
 PHONE_COLUMN = "accounts.phone"
+REAL_NAME_COLUMN = "accounts.real_name"
+LEGAL_REPRESENTATIVE_COLUMN = "accounts.legal_representative"
 # Mainland mobile numbers: 11 digits starting with 1; "+86" / "86" prefixes are dropped.
 _PHONE_RE = re.compile(r"^1[3-9][0-9]{9}$")
 _LOGIN_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{2,63}$")
@@ -106,6 +110,7 @@ class AccountView:
     real_name_level: int
     locked_until: datetime | None
     bindings: tuple[tuple[str, str], ...] = ()
+    legal_representative: str | None = None
 
     def to_api(self) -> dict[str, str]:
         data = {"id": self.id, "kind": self.kind, "display_name": self.display_name}
@@ -124,15 +129,23 @@ class AccountService:
 
     # --- views --------------------------------------------------------------------------------
 
+    def shown_name(self, account: Account | LoginAccount) -> str:
+        """The name an account is shown by: a person's real name (opened from its sealed
+        column), an enterprise's name, or the placeholder of a cancelled account."""
+        if isinstance(account, LoginAccount) or account.real_name_sealed is None:
+            return account.display_name
+        return self.cipher.open(REAL_NAME_COLUMN, account.real_name_sealed)
+
     def view(self, account: Account) -> AccountView:
         def masked(column: str, blob: bytes | None) -> str | None:
             return mask_identifier(self.cipher.open(column, blob)) if blob else None
 
+        sealed_representative = account.legal_representative_sealed
         return AccountView(
             id=account.public_id,
             kind=account.kind,
             status=account.status,
-            display_name=account.display_name,
+            display_name=self.shown_name(account),
             login_name=account.login_name,
             unified_social_credit_code=account.unified_social_credit_code,
             id_card_number_masked=masked(ID_CARD_COLUMN, account.id_card_number_sealed),
@@ -140,6 +153,11 @@ class AccountService:
             real_name_level=account.real_name_level,
             locked_until=account.locked_until,
             bindings=tuple((b.kind, b.value) for b in account.bindings),
+            legal_representative=self.cipher.open(
+                LEGAL_REPRESENTATIVE_COLUMN, sealed_representative
+            )
+            if sealed_representative
+            else None,
         )
 
     # --- creation -----------------------------------------------------------------------------
@@ -214,8 +232,9 @@ class AccountService:
             password=password,
             real_name_level=real_name_level,
             agreement_version=agreement_version,
-            display_name=real_name.strip(),
-            real_name=real_name.strip(),
+            # The name lives sealed only; display_name stays empty for a person.
+            display_name="",
+            real_name_sealed=self.cipher.seal(REAL_NAME_COLUMN, real_name.strip()),
             id_card_number_sealed=self.cipher.seal(ID_CARD_COLUMN, number),
             id_card_number_hash=digest,
             email=email.strip().lower() if email else None,
@@ -255,7 +274,11 @@ class AccountService:
             agreement_version=agreement_version,
             display_name=name.strip(),
             unified_social_credit_code=code,
-            legal_representative=(legal_representative or "").strip() or None,
+            legal_representative_sealed=self.cipher.seal(
+                LEGAL_REPRESENTATIVE_COLUMN, legal_representative.strip()
+            )
+            if legal_representative and legal_representative.strip()
+            else None,
         )
 
     def _insert_account(
@@ -378,7 +401,9 @@ class AccountService:
             public_id=row.public_id,
             kind=row.kind,
             status=row.status,
-            display_name=row.display_name,
+            display_name=self.cipher.open(REAL_NAME_COLUMN, row.real_name_sealed)
+            if row.real_name_sealed
+            else row.display_name,
             unified_social_credit_code=row.unified_social_credit_code,
             locked_until=row.locked_until,
         )
@@ -423,14 +448,14 @@ class AccountService:
                 raise AccountInputError("status: the account is already cancelled")
             for column in (
                 "login_name",
-                "real_name",
+                "real_name_sealed",
                 "id_card_number_sealed",
                 "id_card_number_hash",
                 "phone_sealed",
                 "phone_hash",
                 "email",
                 "unified_social_credit_code",
-                "legal_representative",
+                "legal_representative_sealed",
                 "password_hash",
                 "locked_until",
             ):
@@ -573,6 +598,7 @@ _LOGIN_COLUMNS = (
     Account.kind,
     Account.status,
     Account.display_name,
+    Account.real_name_sealed,  # a person's name, opened for the login's answer
     Account.unified_social_credit_code,
     Account.locked_until,
 )
@@ -624,15 +650,15 @@ class LoginAccount:
     public_id: str
     kind: str
     status: str
-    display_name: str
+    display_name: str  # as shown: a person's real name already opened
     unified_social_credit_code: str | None
     locked_until: datetime | None
 
 
-def account_summary(account: Account | LoginAccount) -> dict[str, str]:
-    """What the login API shows of an account: ``AccountView.to_api`` without opening sealed
-    personal data or loading bindings."""
-    data = {"id": account.public_id, "kind": account.kind, "display_name": account.display_name}
+def account_summary(account: Account | LoginAccount, display_name: str) -> dict[str, str]:
+    """What the login API shows of an account: ``AccountView.to_api`` without opening the
+    sealed numbers or loading bindings; ``display_name`` from ``AccountService.shown_name``."""
+    data = {"id": account.public_id, "kind": account.kind, "display_name": display_name}
     if account.unified_social_credit_code:
         data["uscc"] = account.unified_social_credit_code
     return data

@@ -67,6 +67,18 @@ DEFAULTS: Mapping[str, Any] = {
 # SESSION_IDLE_TIMEOUT) except [trust] anchors, which becomes TRUST_ANCHORS.
 MAX_CHALLENGE_TTL = 120
 STATE_STORES = ("memory", "database")
+HOST_COOKIE_PREFIX = "__Host-"
+# Cookies that get the __Host- prefix on an HTTPS deployment (gateway/sessions.py).
+HOST_COOKIES = ("SESSION_COOKIE", "PRELOGIN_COOKIE")
+
+
+def host_cookie_name(name: str, public_origin: str) -> str:
+    """``name`` with the ``__Host-`` prefix when the public origin is HTTPS: the browser then
+    keeps the cookie only if it is Secure, for Path=/ and without Domain, so no other host of
+    the domain can set or shadow it. Plain-HTTP loopback development keeps ``name``."""
+    if public_origin.startswith("https://") and not name.startswith(HOST_COOKIE_PREFIX):
+        return HOST_COOKIE_PREFIX + name
+    return name
 
 
 class ConfigError(Exception):
@@ -220,6 +232,10 @@ def validate_config(config: dict[str, Any]) -> None:
         config["PUBLIC_ORIGIN"] = parse_origin(str(origin))
     except ValueError as exc:
         raise ConfigError(f"{_where(config, 'PUBLIC_ORIGIN')}: {exc}") from None
+    for key in HOST_COOKIES:
+        if not isinstance(config[key], str) or not config[key]:
+            raise ConfigError(f"{_where(config, key)}: must be a cookie name")
+        config[key] = host_cookie_name(config[key], config["PUBLIC_ORIGIN"])
 
     if config["DATA_KEY"] is None:
         if not config["DEV_MODE"]:

@@ -206,7 +206,9 @@ def check_origin() -> None:
 # audit trail keep the shape of the message, not the personal data.
 _DN_VALUE = re.compile(r"((?:[A-Za-z][A-Za-z0-9-]*|\d+(?:\.\d+)+)=)(?:\\.|[^,+\n])*")
 _EMAIL = re.compile(r"[^\s@,;]+@[^\s@,;]+")
-_IDENTIFIER = re.compile(r"(?<![0-9A-Za-z])[0-9A-Z]{11,18}(?![0-9A-Za-z])")
+# Credit codes, ID-card and phone numbers; an ID-card number's check character is often typed as
+# a lower-case x.
+_IDENTIFIER = re.compile(r"(?<![0-9A-Za-z])(?:[0-9A-Z]{11,18}|[0-9]{17}x)(?![0-9A-Za-z])")
 
 
 def scrub_detail(detail: str) -> str:

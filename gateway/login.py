@@ -23,6 +23,7 @@ from gateway.accounts import (
     account_summary,
     get_accounts,
 )
+from gateway.assurance import PASSWORD, Assurance, certificate_assurance
 from gateway.certificates import get_certificates
 from gateway.engine import check_signing_key_usage, get_engine
 from gateway.errors import (
@@ -55,9 +56,6 @@ from gateway.stores import Admission, ChallengeRecord, ChallengeStore
 bp = Blueprint("login", __name__, url_prefix="/api/v1")
 
 CHALLENGE_STORE = "certgate.challenges"
-AMR_TOKEN = ("hwk", "pin")
-AMR_TLS = ("x509",)
-AMR_PASSWORD = ("pwd",)
 MAX_CHAIN = 8
 MAX_CERTIFICATE_BYTES = 16 * 1024
 MAX_SIGNATURE_BYTES = 1024
@@ -100,7 +98,7 @@ def _certificate(value: str, field: str) -> x509.Certificate:
 
 
 def _success(
-    account: Account | LoginAccount, amr: tuple[str, ...], admissions: list[Admission]
+    account: Account | LoginAccount, assurance: Assurance, admissions: list[Admission]
 ) -> Response:
     now = clock.now()
     sessions = get_sessions()
@@ -112,14 +110,19 @@ def _success(
     with get_database().connection():
         get_guard().succeeded(admissions)
         started = sessions.start(
-            account.id, amr, at=now, previous_token=request.cookies.get(sessions.cookie_name)
+            account.id,
+            assurance.amr,
+            acr=assurance.acr,
+            at=now,
+            previous_token=request.cookies.get(sessions.cookie_name),
         )
         write_audit("ok")
     response = jsonify(
         {
             "ok": True,
-            "account": account_summary(account),
-            "amr": list(amr),
+            "account": account_summary(account, get_accounts().shown_name(account)),
+            "amr": list(assurance.amr),
+            "acr": assurance.acr,
             "csrf_token": started.record.csrf_token,
         }
     )
@@ -131,10 +134,11 @@ def _certificate_login(
     leaf: x509.Certificate,
     intermediates: list[x509.Certificate],
     admissions: list[Admission],
-    amr: tuple[str, ...],
+    route: str,
 ) -> Response:
     """Chain, revocation and mapping, then the login: the session for the account this
-    certificate signs in to."""
+    certificate signs in to. ``route`` ("token" or "tls") and the anchor the chain ends at
+    decide ``amr`` and ``acr`` (gateway/assurance.py)."""
     now = clock.now()
     # Validation first and outside any database transaction: revocation may wait on a CRL or
     # OCSP fetch, which must not hold a connection or SQLite's write turn.
@@ -165,7 +169,7 @@ def _certificate_login(
         # Subject, issuer and expiry for the account page: written once per certificate (a
         # set lookup on later logins, so not a cost on the hot path).
         get_certificates().record(leaf, at=now, thumbprint=context.certificate_thumbprint)
-        return _success(account, amr, admissions)
+        return _success(account, certificate_assurance(route, chain.anchor), admissions)
 
 
 # --- challenge ------------------------------------------------------------------------------------
@@ -256,7 +260,7 @@ def token_login() -> Response:
         # failures before this point (anyone's) count against the address alone.
         admissions.append(guard.admit_subject(certificate_key(thumbprint), now))
         check_signing_key_usage(leaf)
-        return _certificate_login(leaf, intermediates, admissions, AMR_TOKEN)
+        return _certificate_login(leaf, intermediates, admissions, "token")
 
 
 # --- TLS client certificate from a reverse proxy -------------------------------------------------
@@ -292,7 +296,7 @@ def tls_login() -> Response:
     with guard.attempt() as admissions:
         admissions.append(guard.admit_address(address(), now))
         admissions.append(guard.admit_subject(certificate_key(thumbprint), now))
-        return _certificate_login(leaf, intermediates, admissions, AMR_TLS)
+        return _certificate_login(leaf, intermediates, admissions, "tls")
 
 
 # --- password ------------------------------------------------------------------------------------
@@ -343,7 +347,7 @@ def password_login() -> Response:
             if not matches:
                 raise CredentialsInvalid("password does not match")
             raise CredentialsInvalid(f"right password, account status {account.status}")
-        return _success(account, AMR_PASSWORD, admissions)
+        return _success(account, PASSWORD, admissions)
 
 
 # --- session and logout -------------------------------------------------------------------------
@@ -366,6 +370,7 @@ def session_info() -> Response:
             "ok": True,
             "account": get_accounts().view(account).to_api(),
             "amr": list(record.amr),
+            "acr": record.acr,
             "csrf_token": record.csrf_token,
             "expires_at": record.expires_at.isoformat().replace("+00:00", "Z"),
         }

@@ -2,7 +2,14 @@
 
 The cookie holds 32 random bytes; the store keeps only their SHA-256, so a copy of the table does
 not let anyone sign in. A login always makes a new session (rotation) and drops the one the
-browser had. ``amr`` (RFC 8176) records how the person signed in.
+browser had. ``amr`` (RFC 8176) records how the person signed in and ``acr`` the level that
+reached (gateway/assurance.py).
+
+Cookie names: where the public origin is HTTPS, the session and pre-login cookies carry the
+``__Host-`` prefix (``gateway.config.host_cookie_name``, applied once at start-up), so a browser
+accepts them only when Secure, for Path=/ and with no Domain: a sibling or parent domain cannot
+plant or shadow them. Plain-HTTP loopback development keeps the configured names (browsers honour
+the prefix only from secure origins).
 """
 
 from __future__ import annotations
@@ -46,7 +53,13 @@ class SessionManager:
         self.absolute = timedelta(seconds=absolute_timeout)
 
     def start(
-        self, account_id: int, amr: tuple[str, ...], *, at: datetime, previous_token: str | None
+        self,
+        account_id: int,
+        amr: tuple[str, ...],
+        *,
+        acr: str,
+        at: datetime,
+        previous_token: str | None,
     ) -> NewSession:
         if previous_token:
             self.store.delete(token_hash(previous_token))
@@ -58,6 +71,7 @@ class SessionManager:
             id_hash=token_hash(token),
             account_id=account_id,
             amr=amr,
+            acr=acr,
             csrf_token=_urlsafe(random[32:]),
             created_at=at,
             last_seen_at=at,
@@ -103,7 +117,8 @@ class SessionManager:
 
 
 def set_secure_cookie(response: Response, name: str, value: str, *, max_age: int) -> None:
-    """Secure, HttpOnly, SameSite=Lax (browsers accept Secure cookies on http://localhost)."""
+    """Secure, HttpOnly, SameSite=Lax, Path=/ and no Domain: what a ``__Host-`` name requires
+    (browsers accept Secure cookies on http://localhost)."""
     response.set_cookie(
         name, value, max_age=max_age, path="/", secure=True, httponly=True, samesite="Lax"
     )

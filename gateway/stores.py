@@ -57,6 +57,7 @@ class SessionRecord:
     id_hash: str
     account_id: int
     amr: tuple[str, ...]
+    acr: str
     csrf_token: str
     created_at: datetime
     last_seen_at: datetime
@@ -177,6 +178,7 @@ def _session_record(row: Any) -> SessionRecord:
         row.id_hash,
         row.account_id,
         tuple(row.amr.split()),
+        row.acr,
         row.csrf_token,
         row.created_at,
         row.last_seen_at,
@@ -196,6 +198,7 @@ class SqlSessionStore:
                     "id_hash": record.id_hash,
                     "account_id": record.account_id,
                     "amr": " ".join(record.amr),
+                    "acr": record.acr,
                     "csrf_token": record.csrf_token,
                     "created_at": record.created_at,
                     "last_seen_at": record.last_seen_at,

@@ -9,6 +9,7 @@ An anchor entry, in the database or in ``[[trust.anchors]]``::
     crl = ["/etc/certgate/root.crl", "http://crl.example.cn/root.crl"]
     ocsp = "http://ocsp.example.cn"               # overrides the certificates' AIA
     mapping = { lookups = ["enterprise: unified_social_credit_code", "person: id_card_number"] }
+    hardware_keys = false                         # true: the CA issues keys on tokens only
 
 Every field is checked when the app starts; a bad one raises ``ConfigError`` naming the file (or
 the database record) and the field.
@@ -39,7 +40,27 @@ EXTENSION = "certgate.trust"
 DEFAULT_MAPPING: Mapping[str, Any] = {
     "lookups": ["enterprise: unified_social_credit_code", "person: id_card_number"],
 }
-ANCHOR_KEYS = ("name", "certificate", "intermediates", "revocation", "crl", "ocsp", "mapping")
+ANCHOR_KEYS = (
+    "name",
+    "certificate",
+    "intermediates",
+    "revocation",
+    "crl",
+    "ocsp",
+    "mapping",
+    "hardware_keys",
+)
+
+
+@dataclass(frozen=True)
+class GatewayTrustAnchor(TrustAnchor):
+    """A trust anchor with what the gateway alone needs of it.
+
+    ``hardware_keys``: the operator states that this CA issues keys on hardware tokens only, so a
+    key that chains here is hardware-held (``amr`` "hwk", gateway/assurance.py). False unless
+    configured: nothing in a certificate or a signature shows where the key lives."""
+
+    hardware_keys: bool = False
 
 
 class TrustInputError(ValueError):
@@ -131,7 +152,19 @@ def parse_anchor(
     name = entry.get("name") or certificate.subject.rfc4514_string()
     if not isinstance(name, str):
         raise ConfigError(f"{where}.name: text")
-    return TrustAnchor(certificate=certificate, policy=policy, name=name, mapping_rule=rule)
+    hardware_keys = entry.get("hardware_keys", False)
+    if not isinstance(hardware_keys, bool):
+        raise ConfigError(
+            f"{where}.hardware_keys: true or false (true only when the CA issues keys on "
+            "hardware tokens only)"
+        )
+    return GatewayTrustAnchor(
+        certificate=certificate,
+        policy=policy,
+        name=name,
+        mapping_rule=rule,
+        hardware_keys=hardware_keys,
+    )
 
 
 def parse_intermediates(
@@ -184,6 +217,7 @@ class AnchorListing:
     mapping: Mapping[str, Any] | None
     source: str
     intermediates: tuple[str, ...] = ()
+    hardware_keys: bool = False
 
 
 class TrustStore:
@@ -203,12 +237,14 @@ class TrustStore:
         mapping: Mapping[str, Any] | None,
         at: datetime,
         intermediates: Sequence[bytes] = (),
+        hardware_keys: bool = False,
     ) -> AnchorListing:
         entry: dict[str, Any] = {
             "revocation": revocation,
             "crl": list(crl),
             "ocsp": ocsp,
             "mapping": dict(mapping) if mapping else None,
+            "hardware_keys": hardware_keys,
         }
         if name:
             entry["name"] = name
@@ -248,6 +284,7 @@ class TrustStore:
                 ocsp_responder=ocsp,
                 mapping_rule=json.dumps(mapping) if mapping else None,
                 intermediates_pem=_pem_bundle(below).decode("ascii") or None,
+                hardware_keys=hardware_keys,
                 created_at=at,
             )
             session.add(record)
@@ -305,6 +342,7 @@ def _listing(record: TrustAnchorRecord) -> AnchorListing:
         )
         if record.intermediates_pem
         else (),
+        hardware_keys=bool(record.hardware_keys),
     )
 
 
@@ -339,6 +377,7 @@ def load_trust_configuration(config: Mapping[str, Any], store: TrustStore) -> Tr
             "crl": crl,
             "ocsp": record.ocsp_responder,
             "mapping": mapping,
+            "hardware_keys": bool(record.hardware_keys),
         }
         anchors.append(
             parse_anchor(entry, where, certificate_data=record.certificate_pem.encode("ascii"))

@@ -57,6 +57,12 @@ def trust() -> None:
     is_flag=True,
     help="Ignore thumbprint and issuer+serial bindings for this issuer.",
 )
+@click.option(
+    "--hardware-keys",
+    is_flag=True,
+    help="This CA issues keys on hardware tokens only: its certificates' logins claim a "
+    "hardware key (amr hwk, acr urn:certgate:loa:4). Off by default.",
+)
 def add(
     certificate: str,
     name: str | None,
@@ -68,6 +74,7 @@ def add(
     cn_patterns: tuple[str, ...],
     subject_serial_number: str | None,
     no_explicit_bindings: bool,
+    hardware_keys: bool,
 ) -> None:
     """Trust CERTIFICATE (PEM or DER) as an anchor."""
     from gateway.trust import TrustInputError, get_trust_store
@@ -108,6 +115,7 @@ def add(
             mapping=mapping,
             at=now(app),
             intermediates=below,
+            hardware_keys=hardware_keys,
         )
     except TrustInputError as exc:
         raise OperatorInputError(str(exc)) from None
@@ -115,12 +123,19 @@ def add(
         app,
         "trust_anchor_added",
         thumbprint=listing.thumbprint,
-        detail=f"{listing.name}; revocation {listing.revocation}",
+        detail=f"{listing.name}; revocation {listing.revocation}; "
+        f"hardware keys {'yes' if listing.hardware_keys else 'no'}",
     )
     click.echo(
         f"trusted {listing.name!r} sha256={listing.thumbprint} "
-        f"revocation={listing.revocation} (restart the gateway to apply)"
+        f"revocation={listing.revocation} hardware_keys={str(listing.hardware_keys).lower()} "
+        "(restart the gateway to apply)"
     )
+
+
+def _text(value: Any) -> str:
+    """A listed value as text; true/false as certgate.toml spells them."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 @trust.command("list")
@@ -141,23 +156,27 @@ def list_anchors(as_json: bool) -> None:
             "ocsp": listing.ocsp,
             "mapping": listing.mapping,
             "intermediates": list(listing.intermediates),
+            "hardware_keys": listing.hardware_keys,
             "source": listing.source,
         }
         if as_json:
             click.echo(json.dumps(fields, ensure_ascii=False))
         else:
-            click.echo("  ".join(f"{k}={v}" for k, v in fields.items() if v not in (None, [])))
+            click.echo(
+                "  ".join(f"{k}={_text(v)}" for k, v in fields.items() if v not in (None, []))
+            )
     for n, entry in enumerate(app.config["TRUST_ANCHORS"]):
         fields = {
             "name": entry.get("name"),
             "certificate": entry.get("certificate"),
             "revocation": entry.get("revocation", "hard-fail"),
+            "hardware_keys": entry.get("hardware_keys", False),
             "source": f"{app.config.get('CONFIG_FILE')}: trust.anchors[{n}]",
         }
         click.echo(
             json.dumps(fields, ensure_ascii=False)
             if as_json
-            else "  ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+            else "  ".join(f"{k}={_text(v)}" for k, v in fields.items() if v is not None)
         )
 
 

@@ -208,10 +208,13 @@ class Database:
                 os.close(held[0])  # closing the descriptor releases the flock
         self._process_claim = None
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest revision."""
+    def migrate(self, *, personal_data: Any = None) -> None:
+        """Bring the schema to the newest revision. ``personal_data``: the gateway's
+        ``PersonalDataCipher``, for revisions that seal data already stored (0004)."""
         with self.engine.begin() as connection:
-            command.upgrade(alembic_config(connection), "head")
+            config = alembic_config(connection)
+            config.attributes["personal_data_cipher"] = personal_data
+            command.upgrade(config, "head")
 
     def current_revision(self) -> str | None:
         with self.engine.connect() as connection:
@@ -235,10 +238,10 @@ _CLAIMS: dict[str, list[int]] = {}
 _CLAIMS_LOCK = threading.Lock()
 
 
-def init_app(app: Flask) -> Database:
+def init_app(app: Flask, *, personal_data: Any = None) -> Database:
     database = Database(app.config["DATABASE_URL"])
     if app.config["MIGRATE_ON_START"]:
-        database.migrate()
+        database.migrate(personal_data=personal_data)
     elif database.current_revision() != database.head_revision():
         raise ConfigError(
             "database_url: the database schema is not at the newest revision and "

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -51,9 +52,12 @@ class Account(Base):
     kind: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default=ACTIVE)
     login_name: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # Enterprise: its name (public register data). Person: empty; the real name is sealed
+    # (revision 0004), so the database never holds a person's name in clear.
     display_name: Mapped[str] = mapped_column(String(200))
-    # Person: real name, ID-card number and phone (sealed + keyed hash), e-mail.
-    real_name: Mapped[str | None] = mapped_column(String(100))
+    # Person: real name, ID-card number and phone (sealed; the two numbers also as keyed hash),
+    # e-mail.
+    real_name_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     id_card_number_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     id_card_number_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     phone_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -61,7 +65,7 @@ class Account(Base):
     email: Mapped[str | None] = mapped_column(String(254))
     # Enterprise: unified social credit code (public register data), name, legal representative.
     unified_social_credit_code: Mapped[str | None] = mapped_column(String(18), unique=True)
-    legal_representative: Mapped[str | None] = mapped_column(String(100))
+    legal_representative_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)  # a name
     real_name_level: Mapped[int] = mapped_column(Integer, default=0)
     agreement_version: Mapped[str | None] = mapped_column(String(32))
     agreement_consented_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
@@ -128,6 +132,8 @@ class TrustAnchorRecord(Base):
     mapping_rule: Mapped[str | None] = mapped_column(Text)  # JSON object
     # CA certificates below the anchor offered for path building (PEM bundle), revision 0002.
     intermediates_pem: Mapped[str | None] = mapped_column(Text)
+    # The CA issues keys on hardware tokens only (amr "hwk"), revision 0004.
+    hardware_keys: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
@@ -150,6 +156,7 @@ class LoginSession(Base):
         ForeignKey("accounts.id", ondelete="CASCADE"), index=True
     )
     amr: Mapped[str] = mapped_column(String(64))  # space-separated RFC 8176 values
+    acr: Mapped[str] = mapped_column(String(64))  # urn:certgate:loa:N, revision 0004
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)

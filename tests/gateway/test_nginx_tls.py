@@ -389,7 +389,7 @@ def test_client_certificate_logs_in_through_nginx(deployment: Deployment) -> Non
     assert body["ok"] is True and body["amr"] == ["x509"]
     assert body["account"]["id"] == deployment.account_id
     cookie = response.getheader("Set-Cookie") or ""
-    assert cookie.startswith("certgate_session=") and "Secure" in cookie
+    assert cookie.startswith("__Host-certgate_session=") and "Secure" in cookie
 
     # The session works through nginx (no client certificate needed for that).
     session_cookie = cookie.split(";", 1)[0]

@@ -76,7 +76,9 @@ def test_enterprise_signs_in_with_credit_code(client: FlaskClient, enterprise: A
 def test_session_cookie_flags_and_session_route(client: FlaskClient, person: Any) -> None:
     response = login(client, "zhangsan")
     cookie = next(
-        c for c in response.headers.getlist("Set-Cookie") if c.startswith("certgate_session=")
+        c
+        for c in response.headers.getlist("Set-Cookie")
+        if c.startswith("__Host-certgate_session=")
     )
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
     session = client.get("/api/v1/session")
@@ -88,14 +90,14 @@ def test_session_cookie_flags_and_session_route(client: FlaskClient, person: Any
 
 def test_session_is_rotated_at_login(client: FlaskClient, person: Any) -> None:
     login(client, "zhangsan")
-    first = client.get_cookie("certgate_session")
+    first = client.get_cookie("__Host-certgate_session")
     assert first is not None
     login(client, "zhangsan")
-    second = client.get_cookie("certgate_session")
+    second = client.get_cookie("__Host-certgate_session")
     assert second is not None and second.value != first.value
     # The old cookie no longer works.
     other = client.application.test_client()
-    other.set_cookie("certgate_session", first.value)
+    other.set_cookie("__Host-certgate_session", first.value)
     assert other.get("/api/v1/session").json["error"] == "credentials_invalid"
 
 
