@@ -162,6 +162,9 @@ def write_gateway_config(demo_dir: Path, pki: TestPki, origin: str) -> Path:
         + json.dumps([str(pki.ca_certificate_path(ca)) for ca in CA_NAMES if ca != "root"]),
         'revocation = "hard-fail"',
         "crl = " + json.dumps([pki.crl_url(ca) for ca in CA_NAMES]),
+        # SoftHSM keeps its keys in files, so the demo's "USB key" is a software key: the anchor
+        # must not vouch for hardware keys (amr "swk", acr urn:certgate:loa:3).
+        "hardware_keys = false",
     ]
     config = gateway_dir / "certgate.toml"
     config.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -57,7 +57,8 @@ def test_usb_key_login_shows_the_enterprise(page: Any, stack: Stack) -> None:
     facts = page.locator("#account-facts")
     expect(facts).to_contain_text("统一社会信用代码")
     expect(facts).to_contain_text(tokens.enterprise_uscc)
-    expect(facts).to_contain_text("USB Key + PIN")
+    # The demo PKI's anchor does not vouch for hardware keys (SoftHSM is software).
+    expect(facts).to_contain_text("证书密钥 + PIN")
     expect(facts).to_contain_text("已同意版本 2026-01")
     expect(page.locator("#account-kind")).to_have_text("企业账户")
     # The bound certificate, now seen signing in, with its subject, issuer and last use.

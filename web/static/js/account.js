@@ -49,8 +49,12 @@ function fact(list, label, value) {
   list.append(el("dt", { text: label }), el("dd", { text: value }));
 }
 
+// "mfa" sums up the others (hwk + pin); the page names the factors themselves.
 function describeAmr(amr) {
-  return amr.map((value) => t(`amr.${value}`)).join(" + ");
+  return amr
+    .filter((value) => value !== "mfa")
+    .map((value) => t(`amr.${value}`))
+    .join(" + ");
 }
 
 function renderAccount(data) {
@@ -80,7 +84,9 @@ function renderAccount(data) {
 // --- key removal -----------------------------------------------------------------------------
 
 function watchKey(data) {
-  if (!data.amr.includes("hwk")) return;
+  // Every USB-key login (the agent signed after the token checked the PIN), whether or not its
+  // trust anchor vouches for hardware keys ("hwk" or "swk").
+  if (!data.amr.includes("pin")) return;
   const note = document.getElementById("key-watch");
   const label = localStorage.getItem(TOKEN_KEY);
   const events = new EventSource(`${agentUrl}/v1/events`);
