@@ -221,3 +221,8 @@ class AuditGenesis(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     genesis_mac: Mapped[str | None] = mapped_column(String(64))
+
+
+# The single sign-on tables live with their capability (gateway/sso/models.py) and share this
+# metadata, so every revision and the schema checks see them.
+import gateway.sso.models  # noqa: E402, F401
