@@ -249,21 +249,43 @@ class RevocationChecker:
         ocsp = self._ocsp_status(certificate, issuer, context)
         if ocsp is not None and ocsp.state in (RevocationState.GOOD, RevocationState.REVOKED):
             return ocsp
+        failures: list[str] = []
         if context.policy.use_distribution_points and self.crls.fetcher is not None:
             fetched = False
             for point in points:
                 for general_name in (point.full_name or ()) if point is not None else ():
                     if isinstance(general_name, x509.UniformResourceIdentifier):
-                        fetched |= bool(self.crls.fetch_distribution_point(general_name.value))
+                        fetched |= self._fetch_distribution_point(general_name.value, failures)
             if fetched:
                 status = self._crl_status(certificate, issuer, points, context, fetched=True)
                 if status is not None:
                     return status
-        if ocsp is not None:
+        if ocsp is not None and not failures:
             return ocsp  # UNKNOWN or UNAVAILABLE, with the responder's detail
+        details = [ocsp.detail] if ocsp is not None and ocsp.detail else []
+        details += failures or ["no fresh CRL or OCSP response in scope"]
         return RevocationStatus(
-            RevocationState.UNAVAILABLE, detail="no fresh CRL or OCSP response in scope"
+            ocsp.state if ocsp is not None else RevocationState.UNAVAILABLE,
+            source=ocsp.source if ocsp is not None else "",
+            detail="; ".join(details),
         )
+
+    def _fetch_distribution_point(self, url: str, failures: list[str]) -> bool:
+        """Fetch one CRL distribution point now; a failure is noted and answers False.
+
+        The store maps fetch and CRL errors to a noted failure; anything else a fetcher raises
+        is caught here too, so no distribution point can turn into anything but an unavailable
+        status (the anchor's policy then decides).
+        """
+        try:
+            fetched = bool(self.crls.fetch_distribution_point(url))
+        except Exception as exc:  # noqa: BLE001 - a fetcher's failure is an unavailable status
+            logger.warning("CRL distribution point %s failed: %r", url, exc)
+            failures.append(f"CRL distribution point {url}: {type(exc).__name__}")
+            return False
+        if not fetched:
+            failures.append(self.crls.failure(url) or f"CRL distribution point {url}: no CRL")
+        return fetched
 
     def _ocsp_status(
         self, certificate: x509.Certificate, issuer: x509.Certificate, context: _Context
@@ -273,7 +295,15 @@ class RevocationChecker:
         url = context.policy.ocsp_responder or next(iter(ocsp_urls(certificate)), None)
         if url is None:
             return None
-        return self.ocsp.status(certificate, issuer, at=context.at, responder_url=url)
+        try:
+            return self.ocsp.status(certificate, issuer, at=context.at, responder_url=url)
+        except Exception as exc:  # noqa: BLE001 - a responder's failure is an unavailable status
+            logger.warning("OCSP status from %s failed: %r", url, exc)
+            return RevocationStatus(
+                RevocationState.UNAVAILABLE,
+                source="ocsp",
+                detail=f"OCSP responder {url}: {type(exc).__name__}",
+            )
 
     def _crl_status(
         self,

@@ -491,7 +491,7 @@ class CrlStore:
         self._thread: threading.Thread | None = None
         # Distribution points that failed: not fetched again on the login path until the next
         # refresh() retries them, so an outage costs one timeout, not one per login.
-        self._failed_urls: set[str] = set()
+        self._failed_urls: dict[str, str] = {}  # url -> why it failed
         for source in sources:
             self.add_source(source)
 
@@ -581,7 +581,8 @@ class CrlStore:
         if loaded:
             self._replace(loaded)
         with self._write_lock:
-            self._failed_urls.difference_update(loaded)
+            for source in loaded:
+                self._failed_urls.pop(source, None)
         return failures
 
     def fetch_distribution_point(self, url: str) -> tuple[IndexedCrl, ...]:
@@ -599,7 +600,8 @@ class CrlStore:
         except (FetchError, CrlInvalid) as exc:
             logger.warning("CRL distribution point %s unavailable: %s", url, exc)
             with self._write_lock:
-                self._failed_urls.add(url)
+                why = str(exc).removeprefix(f"{url}: ")
+                self._failed_urls[url] = f"CRL distribution point {url}: {why}"
                 if url not in self._sources:
                     self._sources.append(url)  # the background refresh retries it
             return ()
@@ -608,6 +610,10 @@ class CrlStore:
                 self._sources.append(url)
         self._replace({url: crls})
         return crls
+
+    def failure(self, url: str) -> str | None:
+        """Why the distribution point ``url`` failed, until a refresh loads it."""
+        return self._failed_urls.get(url)
 
     # --- background refresh -------------------------------------------------------------------
 
