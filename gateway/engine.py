@@ -14,6 +14,7 @@ from flask import Flask, current_app
 
 from certs.chain import VerifiedChain
 from certs.errors import CertificateUsageInvalid
+from certs.extensions import key_usage
 from certs.fetch import HttpFetcher
 from certs.policy import TrustAnchor
 from certs.revocation.checker import RevocationChecker
@@ -31,9 +32,8 @@ _SHA256 = hashes.SHA256()
 
 def check_signing_key_usage(certificate: x509.Certificate) -> None:
     """A login signature needs ``digitalSignature`` when the leaf restricts its key usage."""
-    try:
-        usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
-    except x509.ExtensionNotFound:
+    usage = key_usage(certificate)  # read as certs reads it, DER quirks of Chinese CAs included
+    if usage is None:
         return
     if not usage.digital_signature:
         raise CertificateUsageInvalid("leaf keyUsage lacks digitalSignature")

@@ -10,6 +10,8 @@ An anchor entry, in the database or in ``[[trust.anchors]]``::
     ocsp = "http://ocsp.example.cn"               # overrides the certificates' AIA
     mapping = { lookups = ["enterprise: unified_social_credit_code", "person: id_card_number"] }
     hardware_keys = false                         # true: the CA issues keys on tokens only
+    policies = { initial = ["1.2.156.112559.1.1.1"], require_explicit = true }  # RFC 5280 §6.1
+    minimum_rsa_bits = 2048                       # 1024 only for a CA still issuing such keys
 
 Every field is checked when the app starts; a bad one raises ``ConfigError`` naming the file (or
 the database record) and the field.
@@ -29,8 +31,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from flask import Flask, current_app
 from sqlalchemy import select
 
+from certs.extensions import basic_constraints
 from certs.mapping import MappingRule, MappingRuleError
-from certs.policy import RevocationMode, TrustAnchor, ValidationPolicy
+from certs.policy import (
+    ANY_POLICY,
+    RECOMMENDED_RSA_BITS,
+    PolicyInputs,
+    RevocationMode,
+    TrustAnchor,
+    ValidationPolicy,
+)
 from gateway.config import ConfigError
 from gateway.storage.database import Database
 from gateway.storage.models import TrustAnchorRecord
@@ -49,7 +59,10 @@ ANCHOR_KEYS = (
     "ocsp",
     "mapping",
     "hardware_keys",
+    "policies",
+    "minimum_rsa_bits",
 )
+POLICY_KEYS = ("initial", "require_explicit", "inhibit_mapping", "inhibit_any")
 
 
 @dataclass(frozen=True)
@@ -142,6 +155,8 @@ def parse_anchor(
         revocation=mode,
         crl_sources=_crl_sources(entry.get("crl"), f"{where}.crl", base),
         ocsp_responder=ocsp,
+        certificate_policies=_policy_inputs(entry.get("policies"), f"{where}.policies"),
+        minimum_rsa_bits=_minimum_rsa_bits(entry.get("minimum_rsa_bits"), where),
     )
     try:
         rule = MappingRule.from_dict(
@@ -165,6 +180,52 @@ def parse_anchor(
         mapping_rule=rule,
         hardware_keys=hardware_keys,
     )
+
+
+def _minimum_rsa_bits(value: object, where: str) -> int:
+    if value is None:
+        return RECOMMENDED_RSA_BITS
+    if isinstance(value, bool) or not isinstance(value, int) or not 1024 <= value <= 16384:
+        raise ConfigError(
+            f"{where}.minimum_rsa_bits: a key size from 1024 to 16384 (default "
+            f"{RECOMMENDED_RSA_BITS}; 1024 only for a CA that still issues such keys)"
+        )
+    return value
+
+
+def _policy_inputs(entry: object, where: str) -> PolicyInputs:
+    """``policies = { initial = [OIDs], require_explicit, inhibit_mapping, inhibit_any }``:
+    the certificate-policy inputs of RFC 5280 §6.1.1; absent, any policy is accepted."""
+    if entry is None:
+        return PolicyInputs()
+    if not isinstance(entry, Mapping):
+        raise ConfigError(f"{where}: a table with {', '.join(POLICY_KEYS)}")
+    unknown = set(entry) - set(POLICY_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
+            f"expected {', '.join(POLICY_KEYS)}"
+        )
+    initial = entry.get("initial", [ANY_POLICY])
+    if not isinstance(initial, list) or not initial or not all(isinstance(o, str) for o in initial):
+        raise ConfigError(f"{where}.initial: a non-empty list of policy OIDs (dotted)")
+    flags = {}
+    for key in ("require_explicit", "inhibit_mapping", "inhibit_any"):
+        value = entry.get(key, False)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}.{key}: true or false")
+        flags[key] = value
+    try:
+        return PolicyInputs(
+            user_initial_policy_set=frozenset(initial),
+            initial_explicit_policy=flags["require_explicit"],
+            initial_policy_mapping_inhibit=flags["inhibit_mapping"],
+            initial_any_policy_inhibit=flags["inhibit_any"],
+        )
+    except ValueError:
+        raise ConfigError(
+            f"{where}.initial: policy OIDs in dotted form, e.g. 2.5.29.32.0"
+        ) from None
 
 
 def parse_intermediates(
@@ -320,10 +381,8 @@ def _pem_bundle(certificates: Sequence[x509.Certificate]) -> bytes:
 
 
 def _is_ca(certificate: x509.Certificate) -> bool:
-    try:
-        return bool(certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
-        return False
+    constraints = basic_constraints(certificate)  # as certs reads it, DER quirks included
+    return constraints is not None and constraints[0].ca
 
 
 def _listing(record: TrustAnchorRecord) -> AnchorListing:
