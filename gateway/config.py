@@ -56,6 +56,8 @@ DEFAULTS: Mapping[str, Any] = {
     "PASSWORD_MEMORY_COST": 65536,  # argon2id KiB (RFC 9106 low-memory profile)
     "PASSWORD_TIME_COST": 3,
     "TRUST_ANCHORS": [],  # [[trust.anchors]] tables from certgate.toml
+    # The largest CRL downloaded, from a configured URL or a distribution point (gateway/engine.py).
+    "CRL_MAX_BYTES": 32 * 1024 * 1024,
     # The local signing agent the login page talks to (checked at start-up by gateway/web.py).
     "AGENT_URL": "http://127.0.0.1:21790",
     # The service agreement version people consent to (shown on the pages and recorded).

@@ -1,21 +1,30 @@
 """The certificate engine as the gateway uses it: the configured anchors, a path validator and a
 revocation checker (CRLs refreshed in the background, OCSP), built once at start-up.
+
+Revocation fetches are bounded (``certs.fetch``): one deadline each (``OCSP_TIMEOUT`` for a
+responder, ``CRL_FETCH_TIMEOUT`` for a CRL download) and a size limit fitting the kind (OCSP
+64 KiB; CRLs ``crl_max_bytes``, 32 MiB by default). A certificate signed with, or holding a key
+of, an algorithm the engine cannot verify (SM2 today) or refuses (DSA) is refused as
+``certificate_untrusted`` with a message naming the algorithm (``explain_unsupported``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Any, Final
 
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
 from flask import Flask, current_app
 
 from certs.chain import VerifiedChain
-from certs.errors import CertificateUsageInvalid
+from certs.errors import CertificateUntrusted, CertificateUsageInvalid
 from certs.extensions import key_usage
-from certs.fetch import HttpFetcher
+from certs.fetch import CRL_MAX_BYTES, HttpFetcher
 from certs.policy import TrustAnchor
 from certs.revocation.checker import RevocationChecker
 from certs.revocation.crl import CrlStore
@@ -28,6 +37,88 @@ from gateway.trust import TrustConfiguration
 EXTENSION = "certgate.engine"
 log = logging.getLogger("certgate.gateway")
 _SHA256 = hashes.SHA256()
+
+OCSP_TIMEOUT: Final = 5.0  # seconds, one deadline per OCSP request
+CRL_FETCH_TIMEOUT: Final = 10.0  # seconds, one deadline per CRL download
+
+# Signature, key and curve OIDs of certificates the engine cannot verify (pyca/cryptography has
+# no SM2) or refuses (DSA, certs/keys.py) -> the name a person recognises.
+UNSUPPORTED_ALGORITHMS: Final[Mapping[str, str]] = {
+    "1.2.156.10197.1.501": "SM2-with-SM3",
+    "1.2.156.10197.1.301": "SM2",
+    "1.2.840.10040.4.1": "DSA",
+    "1.2.840.10040.4.3": "DSA",
+    "2.16.840.1.101.3.4.3.1": "DSA",
+    "2.16.840.1.101.3.4.3.2": "DSA",
+}
+_EC_PUBLIC_KEY = "1.2.840.10045.2.1"
+# How far up the presented certificates the issuer of an unsupported signature is looked for.
+_MAX_ISSUER_STEPS = 8
+
+
+class CertificateAlgorithmUnsupported(CertificateUntrusted):
+    """``certificate_untrusted``, saying which algorithm the engine cannot use."""
+
+    templates = {
+        "zh-CN": "证书不受信任：暂不支持证书所用的算法 {algorithm}（请使用 RSA 或 ECDSA 证书）。",
+        "en": "The certificate is not trusted: its algorithm {algorithm} is not supported "
+        "(use an RSA or ECDSA certificate).",
+    }
+
+    def __init__(self, detail: str = "", *, algorithm: str) -> None:
+        super().__init__(detail, algorithm=algorithm)
+        self.algorithm = algorithm
+
+
+def certificate_algorithms(certificate: x509.Certificate) -> tuple[str, ...]:
+    """The unsupported algorithms ``certificate`` uses: its signature's, its key's, its curve's."""
+    oids = [certificate.signature_algorithm_oid.dotted_string]
+    spki: Any = asn1_x509.Certificate.load(certificate.public_bytes(Encoding.DER))[
+        "tbs_certificate"
+    ]["subject_public_key_info"]["algorithm"]
+    oids.append(spki["algorithm"].dotted)
+    if spki["algorithm"].dotted == _EC_PUBLIC_KEY and spki["parameters"].name == "named":
+        oids.append(spki["parameters"].chosen.dotted)
+    return tuple(
+        dict.fromkeys(UNSUPPORTED_ALGORITHMS[o] for o in oids if o in UNSUPPORTED_ALGORITHMS)
+    )
+
+
+def unsupported_algorithm(leaf: x509.Certificate, others: Iterable[x509.Certificate]) -> str | None:
+    """The first unsupported algorithm on the way from ``leaf`` up through ``others`` (found
+    by issuer name): the leaf's own signature and key, then each issuer's."""
+    by_subject: dict[bytes, x509.Certificate] = {}
+    for certificate in others:
+        by_subject.setdefault(certificate.subject.public_bytes(), certificate)
+    current: x509.Certificate | None = leaf
+    seen: set[bytes] = set()
+    for _ in range(_MAX_ISSUER_STEPS):
+        if current is None:
+            break
+        found = certificate_algorithms(current)
+        if found:
+            return found[0]
+        seen.add(current.fingerprint(_SHA256))
+        issuer = by_subject.get(current.issuer.public_bytes())
+        current = None if issuer is None or issuer.fingerprint(_SHA256) in seen else issuer
+    return None
+
+
+def explain_unsupported(
+    error: CertificateUntrusted, leaf: x509.Certificate, others: Iterable[x509.Certificate]
+) -> CertificateUntrusted:
+    """``error``, or the same refusal naming the algorithm when one on the chain is unsupported."""
+    if isinstance(error, CertificateAlgorithmUnsupported):
+        return error
+    try:
+        algorithm = unsupported_algorithm(leaf, others)
+    except ValueError:  # a certificate asn1crypto cannot read: the engine's verdict stands
+        return error
+    if algorithm is None:
+        return error
+    return CertificateAlgorithmUnsupported(
+        f"{algorithm} is not supported: {error.detail}", algorithm=algorithm
+    )
 
 
 def check_signing_key_usage(certificate: x509.Certificate) -> None:
@@ -46,6 +137,7 @@ class CertificateEngine:
         *,
         intermediates: Sequence[x509.Certificate] = (),
         start_background: bool = False,
+        crl_max_bytes: int = CRL_MAX_BYTES,
     ) -> None:
         self.anchors = tuple(anchors)
         self.intermediates = tuple(intermediates)
@@ -55,13 +147,11 @@ class CertificateEngine:
         self.crls: CrlStore | None = None
         self.validator: ChainValidator | None = None
         if self.anchors:
-            self.crls = load_crls(self.anchors)
+            self.crls = load_crls(self.anchors, crl_max_bytes=crl_max_bytes)
             if start_background:
                 self.crls.start()
-            fetcher = HttpFetcher()
-            self.crls.fetcher = self.crls.fetcher or fetcher
             revocation = RevocationChecker(
-                crls=self.crls, ocsp=OcspClient(fetcher), fetcher=fetcher
+                crls=self.crls, ocsp=OcspClient.for_http(timeout=OCSP_TIMEOUT)
             )
             self.validator = ChainValidator(self.anchors, revocation=revocation)
 
@@ -78,18 +168,27 @@ class CertificateEngine:
             for c, thumbprint in zip(self.intermediates, self._intermediate_prints, strict=True)
             if thumbprint not in known
         ]
-        return self.validator.validate(leaf, offered, at=at)
+        try:
+            return self.validator.validate(leaf, offered, at=at)
+        except CertificateUntrusted as error:
+            anchors = (a.certificate for a in self.anchors)
+            raise explain_unsupported(error, leaf, (*offered, *anchors)) from error
 
     def close(self) -> None:
         if self.crls is not None:
             self.crls.stop()
 
 
-def load_crls(anchors: Sequence[TrustAnchor]) -> CrlStore:
+def load_crls(anchors: Sequence[TrustAnchor], *, crl_max_bytes: int = CRL_MAX_BYTES) -> CrlStore:
     """Every anchor's CRL sources. Files are read now (a bad one stops start-up); URLs are
     fetched now too, but one that fails only logs a warning (the background refresh retries it,
-    and hard-fail anchors refuse logins meanwhile)."""
-    crls = CrlStore(fetcher=HttpFetcher())
+    and hard-fail anchors refuse logins meanwhile). Every download, configured or from a
+    certificate's distribution point, has one deadline and at most ``crl_max_bytes``."""
+    crls = CrlStore(
+        fetcher=HttpFetcher(max_bytes=crl_max_bytes),
+        fetch_timeout=CRL_FETCH_TIMEOUT,
+        max_bytes=crl_max_bytes,
+    )
     urls: list[str] = []
     for anchor in anchors:
         for n, source in enumerate(anchor.policy.crl_sources):
@@ -111,10 +210,22 @@ def load_crls(anchors: Sequence[TrustAnchor]) -> CrlStore:
     return crls
 
 
+def crl_max_bytes_setting(app: Flask) -> int:
+    """``crl_max_bytes``: the largest CRL the gateway downloads (checked at start-up)."""
+    value = app.config.get("CRL_MAX_BYTES", CRL_MAX_BYTES)
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)  # from a CERTGATE_CRL_MAX_BYTES environment variable
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
+        source = app.config.get("CONFIG_SOURCE", {}).get("CRL_MAX_BYTES", "configuration")
+        raise ConfigError(f"{source}: crl_max_bytes must be a number of bytes, at least 1024")
+    return value
+
+
 def init_app(app: Flask, trust: TrustConfiguration) -> CertificateEngine:
     engine = CertificateEngine(
         trust.anchors,
         intermediates=trust.intermediates,
+        crl_max_bytes=crl_max_bytes_setting(app),
         # Tests run on a fixed clock and read CRL files once; a server refreshes them.
         start_background=app.config.get("CLOCK") is None,
     )

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from certs.errors import BadRequest, SignatureInvalid
 from certs.keys import public_key as certificate_public_key
+from gateway.engine import certificate_algorithms
 
 LOGIN_MESSAGE_PREFIX = "certgate-login-v1"
 PSS_SALT_LENGTH = 32
@@ -96,8 +97,10 @@ def verify_login_signature(
     try:
         key = certificate_public_key(certificate)
     except (UnsupportedAlgorithm, ValueError):
+        # Name the certificate's key algorithm (SM2, DSA), not the one the client claimed.
+        named = certificate_algorithms(certificate)
         raise SignatureAlgorithmUnsupported(
-            "certificate key type not supported", algorithm=algorithm
+            "certificate key type not supported", algorithm=named[-1] if named else algorithm
         ) from None
     if not isinstance(key, key_type):
         raise SignatureInvalid(f"{algorithm} does not fit a {type(key).__name__}")

@@ -7,9 +7,12 @@ unreadable or garbage file) — never a traceback for a bad input file.
 
 Revocation defaults to ``hard-fail``, as for a trust anchor in the gateway: CRL files given with
 ``--crl`` and an OCSP responder given with ``--ocsp`` are used, and the certificates' own CRL
-distribution points and OCSP addresses are followed over HTTP (bounded: OCSP 5 s a request,
-CRL downloads by the CRL store's timeout).
-A certificate whose status cannot be had is refused with ``revocation_unavailable``.
+distribution points and OCSP addresses are followed over HTTP. Each fetch has one deadline for
+the whole exchange (``--ocsp-timeout``, 5 s; ``--crl-timeout``, 10 s) and a size limit (OCSP
+64 KiB; ``--crl-max-bytes``, 32 MiB); a responder that trickles, answers garbage, never ends or
+never answers costs at most its deadline. A certificate whose status cannot be had — that
+included, and a ``--crl`` file RFC 5280 makes unusable (an unknown critical extension) — is
+refused with ``revocation_unavailable`` (exit 1).
 ``--revocation soft-fail`` accepts an unavailable status (with a warning); ``--revocation off``
 checks nothing and touches no network.
 """
@@ -27,8 +30,8 @@ from typing import Any
 import click
 from cryptography import x509
 
-from certs.errors import DEFAULT_LANGUAGE, LANGUAGES, CertGateError
-from certs.fetch import FetchError, HttpFetcher
+from certs.errors import DEFAULT_LANGUAGE, LANGUAGES, CertGateError, CertificateUntrusted
+from certs.fetch import CRL_MAX_BYTES, OCSP_MAX_RESPONSE_BYTES, FetchError, HttpFetcher
 from certs.identity import CertificateIdentity, display_dn, extract_identity
 from certs.policy import (
     ANY_POLICY,
@@ -39,12 +42,14 @@ from certs.policy import (
     TrustAnchor,
     ValidationPolicy,
 )
+from gateway.engine import certificate_algorithms, explain_unsupported
 
 EXIT_VALID = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
 
 OCSP_TIMEOUT_SECONDS = 5.0
+CRL_TIMEOUT_SECONDS = 10.0
 
 # What each file option holds, for messages.
 FILE_ROLES: Mapping[str, Mapping[str, str]] = {
@@ -95,6 +100,21 @@ USAGE_MESSAGES: Mapping[str, Mapping[str, str]] = {
 }
 
 VALID_MESSAGE = {"zh-CN": "证书有效。", "en": "The certificate is valid."}
+KEY_CANNOT_SIGN = {
+    "zh-CN": "证书链有效，但暂不支持证书密钥的算法 {algorithm}，不能用于签名登录。",
+    "en": "The chain is valid, but the certificate's key algorithm {algorithm} is not supported "
+    "for signing in.",
+}
+REFUSED_CRL = {"zh-CN": "CRL 文件不可用：{reason}", "en": "CRL file not usable: {reason}"}
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    """One deadline per fetch (seconds) and the largest CRL downloaded (bytes)."""
+
+    ocsp_timeout: float = OCSP_TIMEOUT_SECONDS
+    crl_timeout: float = CRL_TIMEOUT_SECONDS
+    crl_max_bytes: int = CRL_MAX_BYTES
 
 
 class UsageProblem(Exception):
@@ -244,28 +264,49 @@ def engine_module(name: str) -> Any:
         raise UsageProblem("engine_missing", module=name) from None
 
 
-def _revocation_checker(request: VerifyRequest) -> Any:
-    """The engine's revocation layer for this request; None when revocation is off."""
+def _revocation_checker(
+    request: VerifyRequest, limits: FetchLimits, refused_crls: list[str]
+) -> Any:
+    """The engine's revocation layer for this request; None when revocation is off.
+
+    A ``--crl`` file that is a CRL but one RFC 5280 makes unusable (an unknown critical
+    extension, a delta CRL, ...) is left out and its reason put in ``refused_crls``: the
+    certificates it would have covered then have no status, which the revocation mode judges.
+    """
     if request.revocation is RevocationMode.OFF:
         return None
     checker = engine_module("certs.revocation.checker")
     crl = engine_module("certs.revocation.crl")
     ocsp = engine_module("certs.revocation.ocsp")
-    fetcher = HttpFetcher()
-    crls = None
-    if request.crl_paths:
+    crls = crl.CrlStore(
+        fetcher=HttpFetcher(max_bytes=limits.crl_max_bytes),
+        fetch_timeout=limits.crl_timeout,
+        max_bytes=limits.crl_max_bytes,
+    )
+    for path in request.crl_paths:
         try:
-            crls = crl.CrlStore.from_files(list(request.crl_paths))
+            crls.add_source(path, load=True)
+        except crl.CrlInvalid as exc:
+            refused_crls.append(str(exc))
         except (OSError, ValueError, FetchError) as exc:
             raise UsageProblem("crl_store", reason=exc) from None
-    ocsp_client = ocsp.OcspClient(fetcher, timeout=OCSP_TIMEOUT_SECONDS)
-    return checker.RevocationChecker(crls=crls, ocsp=ocsp_client, fetcher=fetcher)
+    ocsp_client = ocsp.OcspClient.for_http(
+        timeout=limits.ocsp_timeout, max_response_bytes=OCSP_MAX_RESPONSE_BYTES
+    )
+    return checker.RevocationChecker(crls=crls, ocsp=ocsp_client)
 
 
-def validate(request: VerifyRequest) -> Any:
+def validate(
+    request: VerifyRequest,
+    limits: FetchLimits = FetchLimits(),
+    refused_crls: list[str] | None = None,
+) -> Any:
     """The VerifiedChain, or the engine's CertGateError."""
     validation = engine_module("certs.validation")
-    validator = validation.ChainValidator(request.anchors, revocation=_revocation_checker(request))
+    revocation = _revocation_checker(
+        request, limits, refused_crls if refused_crls is not None else []
+    )
+    validator = validation.ChainValidator(request.anchors, revocation=revocation)
     return validator.validate(request.leaf, request.intermediates, at=request.at)
 
 
@@ -396,6 +437,30 @@ def cert() -> None:
     help="Validate at this time instead of now (UTC unless an offset is given).",
 )
 @click.option(
+    "--ocsp-timeout",
+    type=click.FloatRange(0.1, 300),
+    default=OCSP_TIMEOUT_SECONDS,
+    show_default=True,
+    metavar="SECONDS",
+    help="One deadline for each OCSP request, connect to last byte.",
+)
+@click.option(
+    "--crl-timeout",
+    type=click.FloatRange(0.1, 3600),
+    default=CRL_TIMEOUT_SECONDS,
+    show_default=True,
+    metavar="SECONDS",
+    help="One deadline for each CRL download (distribution points).",
+)
+@click.option(
+    "--crl-max-bytes",
+    type=click.IntRange(1024, 2**32),
+    default=CRL_MAX_BYTES,
+    show_default=True,
+    metavar="BYTES",
+    help="The largest CRL downloaded; a larger one counts as unavailable.",
+)
+@click.option(
     "--json", "as_json", is_flag=True, help='Print {"ok", "code", "message", "chain", "identity"}.'
 )
 @click.option("--lang", "language", type=click.Choice(LANGUAGES), default=DEFAULT_LANGUAGE,
@@ -413,6 +478,9 @@ def verify(
     inhibit_policy_mapping: bool,
     inhibit_any_policy: bool,
     at: str | None,
+    ocsp_timeout: float,
+    crl_timeout: float,
+    crl_max_bytes: int,
     as_json: bool,
     language: str,
 ) -> None:
@@ -435,7 +503,8 @@ def verify(
             policies,
             minimum_rsa_bits,
         )
-        document = _verify(request, language)
+        limits = FetchLimits(ocsp_timeout, crl_timeout, crl_max_bytes)
+        document = _verify(request, language, limits)
     except UsageProblem as problem:
         message = problem.message(language)
         click.echo(f"certgate cert verify: {message}", err=True)
@@ -450,12 +519,20 @@ def verify(
     click.get_current_context().exit(EXIT_VALID if document["ok"] else EXIT_INVALID)
 
 
-def _verify(request: VerifyRequest, language: str) -> dict[str, Any]:
+def _verify(
+    request: VerifyRequest, language: str, limits: FetchLimits = FetchLimits()
+) -> dict[str, Any]:
     identity = _identity(request.leaf)
     identity_json = identity.to_json() if identity is not None else None
+    refused_crls: list[str] = []
     try:
-        chain = validate(request)
+        chain = validate(request, limits, refused_crls)
     except CertGateError as error:
+        if isinstance(error, CertificateUntrusted):
+            others = (*request.intermediates, *(a.certificate for a in request.anchors))
+            error = explain_unsupported(error, request.leaf, others)
+        if refused_crls:
+            error.detail = "; ".join([error.detail, *refused_crls])
         return {
             "ok": False,
             "code": error.code,
@@ -471,5 +548,14 @@ def _verify(request: VerifyRequest, language: str) -> dict[str, Any]:
         "message": VALID_MESSAGE[language],
         "chain": [display_dn(certificate.subject) for certificate in chain.certificates],
         "identity": identity_json,
-        "warnings": list(chain.warnings),
+        "warnings": [
+            *chain.warnings,
+            *(REFUSED_CRL[language].format(reason=r) for r in refused_crls),
+            *_key_warnings(request.leaf, language),
+        ],
     }
+
+
+def _key_warnings(leaf: x509.Certificate, language: str) -> list[str]:
+    """A valid chain whose leaf key the gateway cannot verify a login signature with (SM2)."""
+    return [KEY_CANNOT_SIGN[language].format(algorithm=a) for a in certificate_algorithms(leaf)]
