@@ -89,4 +89,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, operator: bool = Fals
     from gateway import web  # the pages and the account API
 
     web.init_app(app)
+    from gateway import sso  # single sign-on: OpenID Connect provider, clients, keys
+
+    sso.init_app(app)
     return app

@@ -31,6 +31,7 @@ from werkzeug.wrappers import Response as BaseResponse
 import web
 from gateway import account_api, clock
 from gateway.accounts import account_is_usable, get_accounts
+from gateway.assurance import LEVELS as ASSURANCE_LEVELS
 from gateway.config import ConfigError
 from gateway.sessions import get_sessions
 
@@ -55,9 +56,37 @@ bp = Blueprint(
 
 @cache
 def translations(language: str) -> dict[str, str]:
-    with (TRANSLATIONS / f"{language}.json").open(encoding="utf-8") as handle:
-        table: dict[str, str] = json.load(handle)
+    """The page texts of ``language``: ``translations/<language>.json`` and a capability's own
+    ``translations/<capability>/<language>.json`` (single sign-on keeps its texts there)."""
+    table: dict[str, str] = {}
+    for path in [
+        TRANSLATIONS / f"{language}.json",
+        *sorted(TRANSLATIONS.glob(f"*/{language}.json")),
+    ]:
+        with path.open(encoding="utf-8") as handle:
+            table.update(json.load(handle))
     return table
+
+
+# Where the login page may send the browser after a successful login: a path on this origin.
+MAX_NEXT_LENGTH = 4096
+
+
+def safe_next(value: str | None) -> str | None:
+    """``value`` if it is a relative path on this origin, else None (no open redirect).
+
+    Refused: anything with a scheme or host (``https://evil``, ``//evil``), a backslash (which
+    browsers read as a slash: ``/\\evil``), control characters or spaces, and over-long values."""
+    if not value or len(value) > MAX_NEXT_LENGTH or not value.startswith("/"):
+        return None
+    if value.startswith("//") or "\\" in value:
+        return None
+    if any(ord(character) <= 0x20 or ord(character) == 0x7F for character in value):
+        return None
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return None
+    return value
 
 
 def page_language() -> str:
@@ -154,9 +183,23 @@ def index() -> BaseResponse:
 
 @bp.get("/login")
 def login_page() -> BaseResponse:
-    if _signed_in():
+    # With ``next`` (single sign-on asking for a login, or a stronger one) the form is shown
+    # even to a signed-in person; the page returns there after any successful login.
+    next_url = safe_next(request.args.get("next"))
+    if next_url is None and _signed_in():
         return redirect(url_for("web.account_page"))
-    return _page("login.html", reason=request.args.get("reason", ""))
+    level = request.args.get("acr", "")
+    return _page(
+        "login.html",
+        reason=request.args.get("reason", ""),
+        next_url=next_url or "",
+        next_level=level if next_url and level in ASSURANCE_LEVELS[1:] else "",
+    )
+
+
+def render_page(template: str, **context: Any) -> Response:
+    """A page of the gateway's look (base template, language, Content-Security-Policy)."""
+    return _page(template, **context)
 
 
 @bp.get("/account")

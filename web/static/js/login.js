@@ -171,7 +171,10 @@ async function signedIn(result, tokenLabel) {
     json: { version: agreementVersion },
     csrf: result.csrf_token,
   });
-  window.location.assign("/account");
+  // Back to where the login was asked for (an application signing in through the gateway):
+  // the server put it on the page only if it is a path on this origin.
+  const next = document.getElementById("login-card").dataset.next;
+  window.location.assign(next && next.startsWith("/") && !next.startsWith("//") && !next.includes("\\") ? next : "/account");
 }
 
 async function tokenLogin() {
