@@ -92,4 +92,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, operator: bool = Fals
     from gateway import sso  # single sign-on: OpenID Connect provider, clients, keys
 
     sso.init_app(app)
+    from gateway import lifecycle  # codes, registration, agreements (after sessions and web)
+
+    lifecycle.init_app(app)
     return app

@@ -12,7 +12,7 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Response, g, jsonify, request
 from sqlalchemy import select
 
 from certs.errors import BadRequest
@@ -261,28 +261,27 @@ def history() -> Response:
 
 
 def agreement_version(app: Flask | None = None) -> str:
-    config = (app or current_app).config
-    return str(config.get(AGREEMENT_VERSION_KEY) or DEFAULT_AGREEMENT_VERSION)
+    """The current agreement version: the newest published one (gateway/lifecycle), else the
+    configured ``agreement_version``."""
+    from gateway.lifecycle.agreements import get_agreements
+
+    return get_agreements(app).current().version
 
 
 @bp.post("/consent")
 def consent() -> Response:
+    """Consent to the current version, kept in the consent history (gateway/lifecycle); an
+    older version answers ``agreement_outdated``."""
+    from gateway.lifecycle.agreements import get_agreements
+
     _, account, body = _state_change("agreement_consented", {"version": str})
-    current = agreement_version()
-    if body["version"] != current:
-        raise BadRequest("not the current agreement version")
-    if account.agreement_version == current:
+    version = body["version"]
+    if not get_agreements().record(account.id, version, how="account", at=clock.now()):
         g.certgate_skip_audit = True
-        return jsonify({"ok": True, "recorded": False, "version": current})
-    now = clock.now()
-    with get_database().session() as session:
-        row = session.get_one(Account, account.id)
-        row.agreement_version = current
-        row.agreement_consented_at = now
-        row.updated_at = now
-    g.certgate_audit.notes.append(f"version {current}")
+        return jsonify({"ok": True, "recorded": False, "version": version})
+    g.certgate_audit.notes.append(f"version {version}")
     write_audit("ok")
-    return jsonify({"ok": True, "recorded": True, "version": current})
+    return jsonify({"ok": True, "recorded": True, "version": version})
 
 
 def init_app(app: Flask) -> None:

@@ -63,6 +63,18 @@ DEFAULTS: Mapping[str, Any] = {
     # The service agreement version people consent to (shown on the pages and recorded).
     "AGREEMENT_VERSION": "2026-01",
     "CLOCK": None,  # tests inject a clock object
+    # Verification codes and notices (gateway/lifecycle, docs/accounts.md): where SMS and e-mail
+    # go ("outbox:PATH" appends JSON lines, a development outbox; "http(s)://..." an SMS
+    # gateway; "smtp://[user:pass@]host:port" / "smtps://..." a mail server). Dev mode without
+    # a setting uses the outbox certgate-outbox.jsonl in the working directory.
+    "NOTIFY_SMS": None,
+    "NOTIFY_SMS_SECRET": None,  # shared secret sent to the SMS gateway (X-CertGate-Secret)
+    "NOTIFY_EMAIL": None,
+    "NOTIFY_EMAIL_FROM": None,  # the From address of e-mail; required with smtp(s)://
+    "NOTIFY_TIMEOUT": 10,  # seconds a sender may take
+    "CODE_RESEND_SECONDS": 60,  # one code per destination this often
+    "CODE_DAILY_LIMIT": 10,  # codes per destination per 24 hours
+    "CODE_ADDRESS_LIMIT": 10,  # code requests per client address per rate_limit_window
 }
 
 # certgate.toml spells keys in lower case; tables flatten with "_" ([session] idle_timeout ->
@@ -217,6 +229,10 @@ def validate_config(config: dict[str, Any]) -> None:
         "MAX_CONTENT_LENGTH",
         "PASSWORD_MEMORY_COST",
         "PASSWORD_TIME_COST",
+        "NOTIFY_TIMEOUT",
+        "CODE_RESEND_SECONDS",
+        "CODE_DAILY_LIMIT",
+        "CODE_ADDRESS_LIMIT",
     ):
         _positive_int(config, key)
     if config["CHALLENGE_TTL"] > MAX_CHALLENGE_TTL:
@@ -304,3 +320,56 @@ def validate_config(config: dict[str, Any]) -> None:
         raise ConfigError(f"{_where(config, 'CLOCK')}: only tests set a clock object")
     if not isinstance(config["TRUST_ANCHORS"], list):
         raise ConfigError(f"{_where(config, 'TRUST_ANCHORS')}: must be an array of tables")
+    _validate_notify(config)
+
+
+DEV_OUTBOX = "outbox:certgate-outbox.jsonl"
+SENDER_SCHEMES = {
+    "NOTIFY_SMS": ("outbox", "http", "https"),
+    "NOTIFY_EMAIL": ("outbox", "smtp", "smtps"),
+}
+
+
+def _validate_notify(config: dict[str, Any]) -> None:
+    """The senders' settings; what the values mean is gateway/lifecycle/senders.py's. The
+    message names the setting, never the value (it may hold a password or a secret)."""
+    for key, schemes in SENDER_SCHEMES.items():
+        value = config[key]
+        if value is None or value == "":
+            config[key] = DEV_OUTBOX if config["DEV_MODE"] else None
+            continue
+        if not isinstance(value, str):
+            raise ConfigError(f"{_where(config, key)}: must be a text such as outbox:PATH")
+        scheme, _, rest = value.partition(":")
+        if scheme not in schemes or not rest.strip():
+            raise ConfigError(
+                f"{_where(config, key)}: one of "
+                + ", ".join(f"{s}:..." for s in schemes)
+                + " (see docs/accounts.md)"
+            )
+        if scheme != "outbox":
+            parts = urlsplit(value)
+            try:
+                port = parts.port
+            except ValueError:
+                port = None
+                parts = parts._replace(netloc="")
+            if not parts.hostname or (scheme.startswith("smtp") and port is None):
+                raise ConfigError(
+                    f"{_where(config, key)}: {scheme} needs a host"
+                    + (" and a port" if scheme.startswith("smtp") else "")
+                )
+    if isinstance(config["NOTIFY_SMS"], str) and config["NOTIFY_SMS"].startswith("http"):
+        secret = config["NOTIFY_SMS_SECRET"]
+        if not isinstance(secret, str) or len(secret) < 16:
+            raise ConfigError(
+                f"{_where(config, 'NOTIFY_SMS_SECRET')}: required with an SMS gateway URL, "
+                "at least 16 characters"
+            )
+    if isinstance(config["NOTIFY_EMAIL"], str) and config["NOTIFY_EMAIL"].startswith("smtp"):
+        sender = config["NOTIFY_EMAIL_FROM"]
+        if not isinstance(sender, str) or "@" not in sender:
+            raise ConfigError(
+                f"{_where(config, 'NOTIFY_EMAIL_FROM')}: required with an SMTP server, "
+                "an e-mail address"
+            )

@@ -162,8 +162,20 @@ HTTP_STATUS: Mapping[str, int] = {
     "rate_limited": 429,
     "unavailable": 503,
 }
+# Codes the capabilities added later (docs/gateway.md lists them beside the ones above): the
+# account's life (gateway/lifecycle/errors.py).
+CAPABILITY_STATUS: Mapping[str, int] = {
+    "code_invalid": 401,
+    "code_expired": 401,
+    # 422: the body is well formed (400 bad_request is kept for that) but a value is refused.
+    "password_weak": 422,
+    "identifier_invalid": 422,
+    "identifier_taken": 409,
+    "agreement_outdated": 409,
+    "consent_required": 403,
+}
 
 
 def http_status(code: str) -> int:
     """The HTTP status of a stable error code (an unknown code is a client error)."""
-    return HTTP_STATUS.get(code, 400)
+    return HTTP_STATUS.get(code) or CAPABILITY_STATUS.get(code, 400)

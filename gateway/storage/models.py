@@ -226,3 +226,5 @@ class AuditGenesis(Base):
 # The single sign-on tables live with their capability (gateway/sso/models.py) and share this
 # metadata, so every revision and the schema checks see them.
 import gateway.sso.models  # noqa: E402, F401
+# The account's life (codes, agreement versions, consents): gateway/lifecycle/models.py.
+import gateway.lifecycle.models  # noqa: E402, F401
