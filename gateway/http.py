@@ -181,6 +181,7 @@ def json_body(
 
 
 JSON_FIELDS_KEY = "certgate.json_fields"
+JSON_OPTIONAL_FIELDS_KEY = "certgate.json_optional_fields"
 
 
 def record_json_fields(
@@ -193,6 +194,9 @@ def record_json_fields(
     endpoint = request.endpoint or request.path
     if endpoint not in fields:
         fields[endpoint] = {**schema, **optional}
+        current_app.extensions.setdefault(JSON_OPTIONAL_FIELDS_KEY, {})[endpoint] = frozenset(
+            optional
+        )
 
 
 def check_origin() -> None:

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from gateway.accounts import AccountService
 from gateway.clock import FixedClock
-from gateway.http import JSON_FIELDS_KEY
+from gateway.http import JSON_FIELDS_KEY, JSON_OPTIONAL_FIELDS_KEY
 from gateway.sessions import CSRF_HEADER
 from tests.fixtures_softhsm import MakeSoftHsmToken
 from tests.gateway.conftest import ORIGIN, PASSWORD
@@ -324,8 +324,15 @@ def learnt_routes(fuzz_app: Flask, signed_in: SignedIn) -> dict[str, Mapping[str
             signed_in.send(method, path, b"{}", "application/json")
             signed_in.sign_in()
     learnt: Mapping[str, Mapping[str, Any]] = fuzz_app.extensions[JSON_FIELDS_KEY]
+    optional: Mapping[str, frozenset[str]] = fuzz_app.extensions[JSON_OPTIONAL_FIELDS_KEY]
     by_endpoint = {rule.endpoint: rule.rule for rule in fuzz_app.url_map.iter_rules()}
-    return {by_endpoint[endpoint]: fields for endpoint, fields in learnt.items()}
+    # An optional field's null counts as absent (no error): only required fields are kept here.
+    return {
+        by_endpoint[endpoint]: {
+            name: kind for name, kind in fields.items() if name not in optional[endpoint]
+        }
+        for endpoint, fields in learnt.items()
+    }
 
 
 def test_null_deep_and_surrogate_bodies_are_bad_request(
