@@ -95,4 +95,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, operator: bool = Fals
     from gateway import lifecycle  # codes, registration, agreements (after sessions and web)
 
     lifecycle.init_app(app)
+    from gateway import qr  # QR-code login: tickets, the phone's API and its web app at /m/
+
+    qr.init_app(app)
     return app

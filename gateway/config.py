@@ -63,6 +63,13 @@ DEFAULTS: Mapping[str, Any] = {
     # The service agreement version people consent to (shown on the pages and recorded).
     "AGREEMENT_VERSION": "2026-01",
     "CLOCK": None,  # tests inject a clock object
+    # QR-code login (gateway/qr, docs/qr-login.md): a ticket's lifetime (at most MAX_QR_TTL),
+    # the cookie holding the requesting browser's secret, tickets per address per
+    # rate_limit_window, and how many browsers may wait on a ticket at once (each holds a thread).
+    "QR_TTL": 120,
+    "QR_COOKIE": "certgate_qr",
+    "QR_ADDRESS_LIMIT": 20,
+    "QR_WAIT_SLOTS": 4,
     # Verification codes and notices (gateway/lifecycle, docs/accounts.md): where SMS and e-mail
     # go ("outbox:PATH" appends JSON lines, a development outbox; "http(s)://..." an SMS
     # gateway; "smtp://[user:pass@]host:port" / "smtps://..." a mail server). Dev mode without
@@ -80,10 +87,11 @@ DEFAULTS: Mapping[str, Any] = {
 # certgate.toml spells keys in lower case; tables flatten with "_" ([session] idle_timeout ->
 # SESSION_IDLE_TIMEOUT) except [trust] anchors, which becomes TRUST_ANCHORS.
 MAX_CHALLENGE_TTL = 120
+MAX_QR_TTL = 300
 STATE_STORES = ("memory", "database")
 HOST_COOKIE_PREFIX = "__Host-"
 # Cookies that get the __Host- prefix on an HTTPS deployment (gateway/sessions.py).
-HOST_COOKIES = ("SESSION_COOKIE", "PRELOGIN_COOKIE")
+HOST_COOKIES = ("SESSION_COOKIE", "PRELOGIN_COOKIE", "QR_COOKIE")
 
 
 def host_cookie_name(name: str, public_origin: str) -> str:
@@ -229,6 +237,9 @@ def validate_config(config: dict[str, Any]) -> None:
         "MAX_CONTENT_LENGTH",
         "PASSWORD_MEMORY_COST",
         "PASSWORD_TIME_COST",
+        "QR_TTL",
+        "QR_ADDRESS_LIMIT",
+        "QR_WAIT_SLOTS",
         "NOTIFY_TIMEOUT",
         "CODE_RESEND_SECONDS",
         "CODE_DAILY_LIMIT",
@@ -237,6 +248,8 @@ def validate_config(config: dict[str, Any]) -> None:
         _positive_int(config, key)
     if config["CHALLENGE_TTL"] > MAX_CHALLENGE_TTL:
         raise ConfigError(f"{_where(config, 'CHALLENGE_TTL')}: at most {MAX_CHALLENGE_TTL} s")
+    if config["QR_TTL"] > MAX_QR_TTL:
+        raise ConfigError(f"{_where(config, 'QR_TTL')}: at most {MAX_QR_TTL} s")
 
     origin = config["PUBLIC_ORIGIN"]
     if origin is None:

@@ -173,6 +173,10 @@ CAPABILITY_STATUS: Mapping[str, int] = {
     "identifier_taken": 409,
     "agreement_outdated": 409,
     "consent_required": 403,
+    # QR-code login (gateway/qr/errors.py).
+    "qr_ticket_unknown": 404,
+    "qr_ticket_expired": 410,
+    "qr_ticket_used": 409,
 }
 
 

@@ -63,6 +63,10 @@ def challenge_key(address: str) -> str:
     return "challenge:" + address_key(address).removeprefix("address:")
 
 
+def qr_ticket_key(address: str) -> str:
+    return "qr:" + address_key(address).removeprefix("address:")
+
+
 class LoginGuard:
     def __init__(
         self,
@@ -105,6 +109,11 @@ class LoginGuard:
         """Challenges per address: they cost memory or a row each until they expire, so they
         stay counted."""
         self._admit(challenge_key(address), self.challenge_limit, at, "challenge")
+
+    def admit_qr_ticket(self, address: str, at: datetime, *, limit: int) -> None:
+        """QR login tickets per address (gateway/qr): like challenges, each costs a row until
+        it expires, so they stay counted."""
+        self._admit(qr_ticket_key(address), limit, at, "QR ticket")
 
     def succeeded(self, admissions: Sequence[Admission]) -> None:
         """A successful login does not count against any limit, and ends the failure streak."""

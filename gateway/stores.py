@@ -516,7 +516,7 @@ class _Counter:
 # (IPv6 /64s) and is past any per-address limit anyway, while refusing would turn the flood into
 # a lockout of every new client. The other kinds (password subjects, certificates) guard against
 # guessing, so a new key there is refused (rate_limited) until room comes back.
-UNCOUNTED_WHEN_FULL = frozenset({"address", "challenge"})
+UNCOUNTED_WHEN_FULL = frozenset({"address", "challenge", "qr"})
 # A full table is swept for expired keys at most this often (a sweep reads every key).
 SWEEP_INTERVAL = 1.0
 

@@ -223,8 +223,9 @@ class AuditGenesis(Base):
     genesis_mac: Mapped[str | None] = mapped_column(String(64))
 
 
-# The single sign-on tables live with their capability (gateway/sso/models.py) and share this
-# metadata, so every revision and the schema checks see them.
-import gateway.sso.models  # noqa: E402, F401
-# The account's life (codes, agreement versions, consents): gateway/lifecycle/models.py.
+# The capabilities' tables live in their packages and share this metadata, so every revision
+# and the schema checks see them: the account's life (codes, agreement versions, consents),
+# QR-code login tickets, single sign-on.
 import gateway.lifecycle.models  # noqa: E402, F401
+import gateway.qr.models  # noqa: E402, F401
+import gateway.sso.models  # noqa: E402, F401
