@@ -5,11 +5,12 @@
 
 from __future__ import annotations
 
-from bench import bench_agent, bench_crl, bench_login, bench_validation
+from bench import bench_agent, bench_crl, bench_login, bench_sm2, bench_validation
 
 
 def main() -> None:
     bench_validation.main()
+    bench_sm2.main()
     bench_crl.main()
     bench_login.main()
     bench_agent.main()

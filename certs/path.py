@@ -7,7 +7,8 @@ certificate of a CRL and turns a rejection into a precise error (expired vs untr
 It handles:
 
 * name chaining with RFC 5280 §7.1 name comparison (``certs.names``);
-* signatures by RSA (PKCS#1 v1.5 and PSS), ECDSA and Ed25519/Ed448 keys (DSA is refused);
+* signatures by RSA (PKCS#1 v1.5 and PSS), ECDSA and Ed25519/Ed448 keys (DSA is refused), and
+  SM2-with-SM3 by SM2 keys (``certs.sm2``) with the trust anchor's SM2 signer ID;
 * validity of every certificate, the anchor included;
 * basicConstraints, pathLenConstraint (self-issued certificates not counted), keyCertSign;
 * name constraints of every form (directoryName, rfc822Name, dNSName, URI, iPAddress);
@@ -31,9 +32,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID
 
+from certs import sm2
 from certs.errors import CertError, CertificateExpired, CertificateNotYetValid, CertificateUntrusted
 from certs.extensions import extensions
-from certs.keys import public_key
+from certs.keys import public_key, sm2_public_key
 from certs.names import (
     CERTIFICATE_MEMO_SIZE,
     NameConstraintViolation,
@@ -78,16 +80,23 @@ class Signed:
 
     data: bytes
     signature: bytes
-    parameters: object  # padding (RSA), ec.ECDSA (EC) or None (EdDSA, DSA)
+    parameters: object  # padding (RSA), ec.ECDSA (EC) or None (EdDSA, DSA, SM2)
     hash_algorithm: hashes.HashAlgorithm | None
+    # The signature algorithm's dotted OID; SM2-with-SM3 is told apart by it alone (pyca/
+    # cryptography knows no parameters or hash for it).
+    algorithm_oid: str = ""
 
     @classmethod
     def of_certificate(cls, certificate: x509.Certificate) -> Signed:
+        oid = certificate.signature_algorithm_oid.dotted_string
+        if oid == sm2.SM2_WITH_SM3_OID:
+            return cls(certificate.tbs_certificate_bytes, certificate.signature, None, None, oid)
         return cls(
             certificate.tbs_certificate_bytes,
             certificate.signature,
             certificate.signature_algorithm_parameters,
             certificate.signature_hash_algorithm,
+            oid,
         )
 
 
@@ -122,8 +131,20 @@ _VERIFIERS: dict[type, Callable[[object, Signed], None]] = {
 }
 
 
-def verify_signed(signed: Signed, signer: x509.Certificate) -> bool:
-    """``signer``'s key made ``signed.signature`` over ``signed.data``."""
+def _verify_sm2(signed: Signed, signer: x509.Certificate, signer_id: bytes) -> bool:
+    key = sm2_public_key(signer)
+    if key is None:
+        return False  # SM2-with-SM3 made by a key that is not on the SM2 curve
+    return key.verify(signed.signature, signed.data, signer_id)
+
+
+def verify_signed(
+    signed: Signed, signer: x509.Certificate, signer_id: bytes = sm2.DEFAULT_SIGNER_ID
+) -> bool:
+    """``signer``'s key made ``signed.signature`` over ``signed.data``; an SM2-with-SM3 signature
+    is checked with ``signer_id`` in Z_A (the trust anchor's SM2 signer ID)."""
+    if signed.algorithm_oid == sm2.SM2_WITH_SM3_OID:
+        return _verify_sm2(signed, signer, signer_id)
     try:
         key = public_key(signer)
     except (ValueError, UnsupportedAlgorithm):
@@ -138,13 +159,17 @@ def verify_signed(signed: Signed, signer: x509.Certificate) -> bool:
     return False
 
 
-def signature_valid(certificate: x509.Certificate, issuer: x509.Certificate) -> bool:
+def signature_valid(
+    certificate: x509.Certificate,
+    issuer: x509.Certificate,
+    signer_id: bytes = sm2.DEFAULT_SIGNER_ID,
+) -> bool:
     """``issuer``'s key made ``certificate``'s signature (names are not compared here)."""
     try:
         signed = Signed.of_certificate(certificate)
-    except UnsupportedAlgorithm:  # a signature algorithm pyca/cryptography does not know (SM2)
+    except UnsupportedAlgorithm:  # a signature algorithm no verifier here knows
         return False
-    return verify_signed(signed, issuer)
+    return verify_signed(signed, issuer, signer_id)
 
 
 def _extension(
@@ -190,6 +215,8 @@ class Candidate:
 
     certificate: x509.Certificate
     tag: object
+    # The SM2 signer ID the anchor's CAs sign with (SM2-with-SM3 signatures of the path).
+    sm2_signer_id: bytes = sm2.DEFAULT_SIGNER_ID
 
 
 def _issuer_candidates(
@@ -212,10 +239,12 @@ def build_paths(
     anchors: Sequence[Candidate],
     *,
     max_length: int,
+    signer_id: bytes = sm2.DEFAULT_SIGNER_ID,
 ) -> Iterator[tuple[tuple[x509.Certificate, ...], Candidate]]:
     """Every signature-linked path from ``leaf`` to an anchor, shortest first-found (DFS).
 
-    A leaf that is itself an anchor's certificate is a path of one.
+    A leaf that is itself an anchor's certificate is a path of one. SM2-with-SM3 signatures are
+    checked with ``signer_id`` (the anchors given share it).
     """
     leaf_der = leaf.public_bytes(_DER)
     for anchor in anchors:
@@ -235,7 +264,7 @@ def build_paths(
             budget[0] -= 1
             if any(issuer is c or issuer == c for c in path):
                 continue  # a cycle
-            if not signature_valid(path[-1], issuer):
+            if not signature_valid(path[-1], issuer, signer_id):
                 continue
             if anchor is not None:
                 yield (*path, issuer), anchor
@@ -350,10 +379,6 @@ def process_path(path: Sequence[x509.Certificate], at: datetime) -> None:
             constraints.append(own)
 
 
-# Signature algorithms certificates of Chinese CAs use that no engine here verifies yet (pyca/
-# cryptography cannot use SM2 keys): a chain signed with them is refused with this name.
-UNSUPPORTED_SIGNATURE_ALGORITHMS = {"1.2.156.10197.1.501": "SM2-with-SM3 (GM/T 0003)"}
-
 # Error precedence when every candidate path fails: the most telling error wins (a chain that
 # fails only on dates says "expired", not "untrusted").
 _PRECEDENCE: dict[type, int] = {
@@ -372,12 +397,23 @@ def validate_path(
     max_length: int,
     accept: Callable[[tuple[x509.Certificate, ...], Candidate], None] | None = None,
 ) -> tuple[tuple[x509.Certificate, ...], Candidate]:
-    """The first candidate path that processes cleanly (and that ``accept`` does not refuse)."""
-    unsupported = UNSUPPORTED_SIGNATURE_ALGORITHMS.get(leaf.signature_algorithm_oid.dotted_string)
-    if unsupported is not None:
-        raise CertificateUntrusted(f"{unsupported} signatures are not supported yet")
+    """The first candidate path that processes cleanly (and that ``accept`` does not refuse).
+
+    Anchors are searched in groups sharing an SM2 signer ID, so that every SM2-with-SM3 signature
+    of a path is checked with the ID of the anchor the path ends at.
+    """
+    by_signer_id: dict[bytes, list[Candidate]] = {}
+    for anchor in anchors:
+        by_signer_id.setdefault(anchor.sm2_signer_id, []).append(anchor)
     best: CertError | None = None
-    for path, anchor in build_paths(leaf, intermediates, anchors, max_length=max_length):
+    paths = (
+        found
+        for signer_id, group in by_signer_id.items()
+        for found in build_paths(
+            leaf, intermediates, group, max_length=max_length, signer_id=signer_id
+        )
+    )
+    for path, anchor in paths:
         try:
             process_path(path, at)
             if accept is not None:

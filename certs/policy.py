@@ -15,6 +15,8 @@ from typing import Any
 
 from cryptography import x509
 
+from certs.sm2 import DEFAULT_SIGNER_ID, MAXIMUM_SIGNER_ID_BYTES
+
 
 class RevocationMode(StrEnum):
     """What to do when a certificate's revocation status cannot be established."""
@@ -97,6 +99,9 @@ class ValidationPolicy:
     use_ocsp: bool = True
     # Certificate policies the chain must satisfy (RFC 5280 §6.1); by default any.
     certificate_policies: PolicyInputs = field(default_factory=PolicyInputs)
+    # The SM2 signer ID (GM/T 0009 user ID in Z_A) of SM2-with-SM3 signatures under this anchor:
+    # its certificates, CRLs, OCSP responses and login signatures. Chinese CAs use the default.
+    sm2_signer_id: bytes = DEFAULT_SIGNER_ID
 
     def __post_init__(self) -> None:
         unknown = set(self.required_key_usage) - set(KEY_USAGE_BITS)
@@ -106,6 +111,10 @@ class ValidationPolicy:
             raise ValueError("max_depth must be between 1 and 32")
         if not MINIMUM_RSA_BITS_FLOOR <= self.minimum_rsa_bits <= 16384:
             raise ValueError(f"minimum_rsa_bits must be between {MINIMUM_RSA_BITS_FLOOR} and 16384")
+        if not isinstance(self.sm2_signer_id, bytes) or not (
+            0 < len(self.sm2_signer_id) <= MAXIMUM_SIGNER_ID_BYTES
+        ):
+            raise ValueError(f"sm2_signer_id must be 1 to {MAXIMUM_SIGNER_ID_BYTES} bytes")
 
     def replace(self, **changes: Any) -> ValidationPolicy:
         """A new policy with ``changes`` applied."""

@@ -20,8 +20,11 @@ On top of either, this module adds what pyca/cryptography does not check: the le
 (digitalSignature by default) and extendedKeyUsage per anchor policy (clientAuth; anyEKU and no EKU
 as the policy allows), subject-DN name constraints, RFC 5280 §4 profile rules (key identifiers,
 positive serial, SAN criticality), the anchor policy's maximum depth, and revocation of every
-certificate below the anchor (``certs.revocation``). SM2 signatures are not verified by either
-engine yet (pyca/cryptography cannot use SM2 keys).
+certificate below the anchor (``certs.revocation``).
+
+SM2-with-SM3 chains (and mixed RSA/SM2 chains): pyca/cryptography cannot use SM2 keys, so its
+verifier finds no path and the engine's own path builder decides, with every check above; SM2
+signatures are checked through ``certs.sm2`` with the anchor policy's ``sm2_signer_id``.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 from certs.chain import VerifiedChain, make_verified_chain
 from certs.errors import CertError, CertificateUntrusted, CertificateUsageInvalid
 from certs.extensions import extension
-from certs.keys import is_rsa, refused_key_algorithm
+from certs.keys import is_rsa, is_sm2, refused_key_algorithm, sm2_public_key
 from certs.names import CERTIFICATE_MEMO_SIZE, is_self_issued
 from certs.path import (
     Candidate,
@@ -173,7 +176,9 @@ class ChainValidator:
         )
         # Certificates hash and compare by their DER.
         self._by_certificate = {a.certificate: a for a in self.anchors}
-        self._candidates = tuple(Candidate(a.certificate, a) for a in self.anchors)
+        self._candidates = tuple(
+            Candidate(a.certificate, a, a.policy.sm2_signer_id) for a in self.anchors
+        )
         self._max_length = max(a.policy.max_depth for a in self.anchors)
 
     # --- public API ---------------------------------------------------------------------------
@@ -283,7 +288,7 @@ class ChainValidator:
     ) -> SignerValidator:
         """A CRL signer other than the certificate's issuer must itself validate to ``anchor``
         (RFC 5280 §6.3.3 (f)) and not be revoked."""
-        candidates = (Candidate(anchor.certificate, anchor),)
+        candidates = (Candidate(anchor.certificate, anchor, anchor.policy.sm2_signer_id),)
         pool = (*untrusted, *(a.certificate for a in self.anchors))
 
         in_progress: set[bytes] = set()
@@ -579,6 +584,11 @@ def check_leaf_key(leaf: x509.Certificate, policy: ValidationPolicy) -> tuple[st
             return (
                 f"weak key: RSA-{bits} accepted only because this trust anchor allows it "
                 f"(minimum_rsa_bits = {policy.minimum_rsa_bits})",
+            )
+    elif is_sm2(leaf):
+        if sm2_public_key(leaf) is None:
+            raise CertificateUntrusted(
+                f"{leaf.subject.rfc4514_string()}: the SM2 public key is not a point of the curve"
             )
     elif info["algorithm"]["algorithm"].native == "ec" and not _named_curve(leaf):
         try:

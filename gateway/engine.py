@@ -4,7 +4,7 @@ revocation checker (CRLs refreshed in the background, OCSP), built once at start
 Revocation fetches are bounded (``certs.fetch``): one deadline each (``OCSP_TIMEOUT`` for a
 responder, ``CRL_FETCH_TIMEOUT`` for a CRL download) and a size limit fitting the kind (OCSP
 64 KiB; CRLs ``crl_max_bytes``, 32 MiB by default). A certificate signed with, or holding a key
-of, an algorithm the engine cannot verify (SM2 today) or refuses (DSA) is refused as
+of, an algorithm the engine cannot verify (SM2 without OpenSSL 3) or refuses (DSA) is refused as
 ``certificate_untrusted`` with a message naming the algorithm (``explain_unsupported``).
 """
 
@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from flask import Flask, current_app
 
+from certs import sm2
 from certs.chain import VerifiedChain
 from certs.errors import CertificateUntrusted, CertificateUsageInvalid
 from certs.extensions import key_usage
@@ -41,11 +42,14 @@ _SHA256 = hashes.SHA256()
 OCSP_TIMEOUT: Final = 5.0  # seconds, one deadline per OCSP request
 CRL_FETCH_TIMEOUT: Final = 10.0  # seconds, one deadline per CRL download
 
-# Signature, key and curve OIDs of certificates the engine cannot verify (pyca/cryptography has
-# no SM2) or refuses (DSA, certs/keys.py) -> the name a person recognises.
-UNSUPPORTED_ALGORITHMS: Final[Mapping[str, str]] = {
+# Signature, key and curve OIDs of certificates the engine cannot verify (SM2 where no OpenSSL 3
+# libcrypto is found, certs/sm2.py) or refuses (DSA, certs/keys.py) -> the name a person knows.
+_SM2_ALGORITHMS: Final[Mapping[str, str]] = {
     "1.2.156.10197.1.501": "SM2-with-SM3",
     "1.2.156.10197.1.301": "SM2",
+}
+UNSUPPORTED_ALGORITHMS: Final[Mapping[str, str]] = {
+    **({} if sm2.available() else _SM2_ALGORITHMS),
     "1.2.840.10040.4.1": "DSA",
     "1.2.840.10040.4.3": "DSA",
     "2.16.840.1.101.3.4.3.1": "DSA",

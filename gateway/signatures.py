@@ -2,11 +2,16 @@
 
 The message is rebuilt here from the gateway's own configured public origin; the client never
 chooses the origin a signature is checked against.
+
+``sm2-sm3`` is a DER ``SEQUENCE {r, s}`` (a token's raw r||s is accepted too, as for ECDSA) made
+with the SM2 signer ID of the trust anchors (``sm2_signer_id``, by default 1234567812345678). The
+signature is checked before the chain, so before the anchor is known: it must verify with the ID
+of one of the configured anchors (one ID unless an operator configured several).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -14,9 +19,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from certs import sm2
 from certs.errors import BadRequest, SignatureInvalid
+from certs.keys import is_sm2, sm2_public_key
 from certs.keys import public_key as certificate_public_key
-from gateway.engine import certificate_algorithms
+from gateway.engine import certificate_algorithms, get_engine
 
 LOGIN_MESSAGE_PREFIX = "certgate-login-v1"
 PSS_SALT_LENGTH = 32
@@ -79,21 +86,64 @@ VERIFIERS: Mapping[str, tuple[type, Callable[[object, bytes, bytes], None]]] = {
     "ecdsa-sha256": (ec.EllipticCurvePublicKey, _ecdsa),
     "ed25519": (ed25519.Ed25519PublicKey, _ed25519),
 }
-# Named by DESIGN.md but not verifiable yet (cryptography cannot use SM2 keys).
-NOT_YET_SUPPORTED = frozenset({"sm2-sm3"})
-ALGORITHMS = frozenset(VERIFIERS) | NOT_YET_SUPPORTED
+SM2_SM3 = "sm2-sm3"
+# Named by DESIGN.md but not verifiable on this machine (no OpenSSL 3 libcrypto for SM2).
+NOT_YET_SUPPORTED = frozenset() if sm2.available() else frozenset({SM2_SM3})
+ALGORITHMS = frozenset(VERIFIERS) | {SM2_SM3}
+SM2_SIGNATURE_BYTES = 64  # raw r||s of a 256-bit curve
+
+
+def configured_sm2_signer_ids() -> tuple[bytes, ...]:
+    """The SM2 signer IDs of the gateway's trust anchors (the default when there are none)."""
+    anchors = get_engine().anchors
+    found = tuple(dict.fromkeys(anchor.policy.sm2_signer_id for anchor in anchors))
+    return found or (sm2.DEFAULT_SIGNER_ID,)
+
+
+def _verify_sm2(
+    certificate: x509.Certificate,
+    signature: bytes,
+    message: bytes,
+    signer_ids: Sequence[bytes],
+) -> None:
+    if not is_sm2(certificate):
+        raise SignatureInvalid("sm2-sm3 does not fit the certificate's key")
+    key = sm2_public_key(certificate)
+    if key is None:
+        raise SignatureInvalid("the certificate's SM2 key is not a point of the curve")
+    candidates = [signature]
+    if len(signature) == SM2_SIGNATURE_BYTES:
+        r = int.from_bytes(signature[:32], "big")
+        s = int.from_bytes(signature[32:], "big")
+        candidates.append(encode_dss_signature(r, s))
+    for signer_id in signer_ids:
+        if any(key.verify(candidate, message, signer_id) for candidate in candidates):
+            return
+    raise SignatureInvalid("sm2-sm3 signature does not verify")
 
 
 def verify_login_signature(
-    certificate: x509.Certificate, algorithm: str, signature: bytes, message: bytes
+    certificate: x509.Certificate,
+    algorithm: str,
+    signature: bytes,
+    message: bytes,
+    *,
+    sm2_signer_ids: Sequence[bytes] | None = None,
 ) -> None:
     """Raise ``SignatureInvalid`` unless ``signature`` over ``message`` verifies with the
-    certificate's public key under ``algorithm``."""
+    certificate's public key under ``algorithm`` (``sm2-sm3``: with one of ``sm2_signer_ids``,
+    by default the configured anchors')."""
     if algorithm in NOT_YET_SUPPORTED:
         raise SignatureAlgorithmUnsupported(f"{algorithm} not supported", algorithm=algorithm)
+    if algorithm == SM2_SM3:
+        ids = configured_sm2_signer_ids() if sm2_signer_ids is None else tuple(sm2_signer_ids)
+        _verify_sm2(certificate, signature, message, ids)
+        return
     if algorithm not in VERIFIERS:
         raise BadRequest(f"unknown signature_algorithm {algorithm!r}")
     key_type, verify = VERIFIERS[algorithm]
+    if is_sm2(certificate):
+        raise SignatureInvalid(f"{algorithm} does not fit an SM2 key (use sm2-sm3)")
     try:
         key = certificate_public_key(certificate)
     except (UnsupportedAlgorithm, ValueError):

@@ -12,6 +12,7 @@ An anchor entry, in the database or in ``[[trust.anchors]]``::
     hardware_keys = false                         # true: the CA issues keys on tokens only
     policies = { initial = ["1.2.156.112559.1.1.1"], require_explicit = true }  # RFC 5280 §6.1
     minimum_rsa_bits = 2048                       # 1024 only for a CA still issuing such keys
+    sm2_signer_id = "1234567812345678"            # GM/T 0009 signer ID of its SM2 signatures
 
 Every field is checked when the app starts; a bad one raises ``ConfigError`` naming the file (or
 the database record) and the field.
@@ -41,6 +42,7 @@ from certs.policy import (
     TrustAnchor,
     ValidationPolicy,
 )
+from certs.sm2 import DEFAULT_SIGNER_ID
 from gateway.config import ConfigError
 from gateway.storage.database import Database
 from gateway.storage.models import TrustAnchorRecord
@@ -61,6 +63,7 @@ ANCHOR_KEYS = (
     "hardware_keys",
     "policies",
     "minimum_rsa_bits",
+    "sm2_signer_id",
 )
 POLICY_KEYS = ("initial", "require_explicit", "inhibit_mapping", "inhibit_any")
 
@@ -157,6 +160,7 @@ def parse_anchor(
         ocsp_responder=ocsp,
         certificate_policies=_policy_inputs(entry.get("policies"), f"{where}.policies"),
         minimum_rsa_bits=_minimum_rsa_bits(entry.get("minimum_rsa_bits"), where),
+        sm2_signer_id=_sm2_signer_id(entry.get("sm2_signer_id"), where),
     )
     try:
         rule = MappingRule.from_dict(
@@ -180,6 +184,18 @@ def parse_anchor(
         mapping_rule=rule,
         hardware_keys=hardware_keys,
     )
+
+
+def _sm2_signer_id(value: object, where: str) -> bytes:
+    """The SM2 signer ID SM2-with-SM3 signatures under this anchor use (UTF-8 text)."""
+    if value is None:
+        return DEFAULT_SIGNER_ID
+    if not isinstance(value, str) or not value or len(value.encode("utf-8")) > 8191:
+        raise ConfigError(
+            f"{where}.sm2_signer_id: text of 1 to 8191 bytes (default "
+            f"{DEFAULT_SIGNER_ID.decode()}, the GM/T 0009 default Chinese CAs use)"
+        )
+    return value.encode("utf-8")
 
 
 def _minimum_rsa_bits(value: object, where: str) -> int:

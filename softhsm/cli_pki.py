@@ -30,7 +30,8 @@ from softhsm.pki import (
     TestPki,
     UnknownSerial,
 )
-from softhsm.pki_files import PRIVATE_FILE_MODE, private_key_pem, serial_hex, write_atomically
+from softhsm.pki_files import PRIVATE_FILE_MODE, serial_hex, write_atomically
+from softhsm.pki_sm2 import private_key_pem
 
 USAGE_ERROR_STATUS = 2
 TEST_ONLY_WARNING = (
@@ -150,7 +151,11 @@ def init(
 @click.option("--id-number", help="ID-card number (person), GB 11643-1999.")
 @click.option("--uscc", help="Unified social credit code (enterprise), GB 32100-2015.")
 @click.option(
-    "--key", type=click.Choice(["rsa2048", "p256", "ed25519"]), default="rsa2048", show_default=True
+    "--key",
+    type=click.Choice(["rsa2048", "p256", "ed25519", "sm2"]),
+    default="rsa2048",
+    show_default=True,
+    help="Key of the certificate (sm2: an SM2 key, usually with --ca sm2).",
 )
 @click.option("--ca", type=click.Choice(INTERMEDIATE_CAS), default="rsa", show_default=True)
 @click.option("--valid-days", type=int, default=365, show_default=True)

@@ -116,7 +116,13 @@ def init_command(label: str, pin: str, so_pin: str, directory: Path, module: str
 @click.option("--valid-days", type=int, default=365, show_default=True)
 @click.option("--not-before", help="Start of validity, ISO 8601 (default: now).")
 @click.option("--key", type=click.Choice(KEY_TYPES), default="rsa2048", show_default=True)
-@click.option("--ca", type=click.Choice(["rsa", "p256"]), default="rsa", show_default=True)
+@click.option(
+    "--ca",
+    type=click.Choice(["rsa", "p256", "sm2"]),
+    default="rsa",
+    show_default=True,
+    help="Issuing CA (sm2 signs SM2-with-SM3; SoftHSM itself holds no SM2 keys).",
+)
 @click.option("--object-label", help="CKA_LABEL of key pair and certificate (default: --name).")
 @kit_options
 def issue_command(

@@ -1,12 +1,13 @@
-"""A test PKI shaped like the Chinese CAs CertGate meets: root CA, RSA-2048 and P-256 intermediate
-CAs, CRLs, delegated OCSP signers and an OpenSSL index for a real ``openssl ocsp`` responder.
+"""A test PKI shaped like the Chinese CAs CertGate meets: root CA, RSA-2048, P-256 and SM2
+intermediate CAs (the SM2 one signs SM2-with-SM3, signer ID 1234567812345678), CRLs, delegated
+OCSP signers and an OpenSSL index for a real ``openssl ocsp`` responder.
 
 FOR TESTING ONLY: every private key is stored unencrypted in the PKI folder.
 
 Folder layout (all written atomically; keys mode 0600)::
 
     pki.json                    state: host, ports, CRL numbers, every issued certificate
-    <ca>/ca.pem  <ca>/ca.key    the CA ("root", "rsa", "p256")
+    <ca>/ca.pem  <ca>/ca.key    the CA ("root", "rsa", "p256", "sm2")
     <ca>/crl.der <ca>/crl.pem   its current CRL
     <ca>/ocsp.pem <ca>/ocsp.key its delegated OCSP signing certificate
     <ca>/index.txt              OpenSSL ``ca`` database read by ``openssl ocsp``
@@ -28,27 +29,32 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.hazmat.primitives.asymmetric.types import (
-    CertificateIssuerPrivateKeyTypes,
-    CertificatePublicKeyTypes,
-)
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 from certs.errors import REVOCATION_REASON_TEXT
 from certs.identifiers import is_valid_id_card_number, is_valid_uscc, normalize_identifier
+from certs.sm2 import Sm2PrivateKey
 from softhsm.pki_files import (
     PRIVATE_FILE_MODE,
     IndexEntry,
     certificates_pem,
     oneline_subject,
-    private_key_pem,
     serial_hex,
     write_atomically,
     write_openssl_index,
 )
 from softhsm.pki_identifiers import random_id_card_number, random_uscc
+from softhsm.pki_sm2 import (
+    PrivateKey,
+    PublicKey,
+    key_identifier,
+    load_private_key_pem,
+    private_key_pem,
+    sign_certificate,
+    sign_crl,
+)
 
 if TYPE_CHECKING:
     from softhsm.pki_server import RunningPki
@@ -75,24 +81,30 @@ ID_CARD_NUMBER_OID = ObjectIdentifier("1.2.156.10260.4.1.1")
 USCC_OID = ObjectIdentifier("1.2.156.10260.4.1.4")
 
 Kind = Literal["person", "enterprise"]
-KeyKind = Literal["rsa2048", "p256", "ed25519"]
+KeyKind = Literal["rsa2048", "p256", "ed25519", "sm2"]
 IdentityPlacement = Literal["extension", "subject", "both"]
 
 ROOT = "root"
-INTERMEDIATE_CAS = ("rsa", "p256")
+INTERMEDIATE_CAS = ("rsa", "p256", "sm2")
 CA_NAMES = (*INTERMEDIATE_CAS, ROOT)
 # OCSP responders listen on consecutive ports from ``ocsp_port``, in this order.
-OCSP_PORT_OFFSETS = {"rsa": 0, "p256": 1, ROOT: 2}
+OCSP_PORT_OFFSETS = {"rsa": 0, "p256": 1, ROOT: 2, "sm2": 3}
 
 CA_SUBJECT_NAMES = {
     ROOT: "CertGate Test Root CA",
     "rsa": "CertGate Test RSA CA",
     "p256": "CertGate Test P-256 CA",
+    "sm2": "CertGate Test SM2 CA",
 }
-CA_KEYS: dict[str, KeyKind] = {ROOT: "rsa2048", "rsa": "rsa2048", "p256": "p256"}
+# The SM2 CA is an SM2 key under the RSA root: a mixed chain, as Chinese CAs' SM2 roots are not
+# in the usual trust stores and integrators often anchor on one root for both.
+CA_KEYS: dict[str, KeyKind] = {ROOT: "rsa2048", "rsa": "rsa2048", "p256": "p256", "sm2": "sm2"}
 ROOT_VALIDITY = timedelta(days=20 * 365)
 INTERMEDIATE_VALIDITY = timedelta(days=10 * 365)
 OCSP_SIGNER_VALIDITY = timedelta(days=10 * 365)
+# Intermediate CAs added to the PKI after its first release: a folder made before gets them when
+# it is next opened (a demo's .demo/pki keeps working and gains the SM2 CA).
+ADDED_CAS = ("sm2",)
 DEFAULT_CRL_VALIDITY = timedelta(days=7)
 
 KEY_USAGE_NAMES = (
@@ -148,7 +160,7 @@ class UnknownSerial(PkiError, LookupError):
 @dataclass(frozen=True)
 class IssuedCertificate:
     certificate: x509.Certificate
-    private_key: CertificateIssuerPrivateKeyTypes | None
+    private_key: PrivateKey | None
     chain: list[x509.Certificate]  # intermediate first, then root
     cert_path: Path
     key_path: Path | None
@@ -163,7 +175,7 @@ class IssuedCertificate:
 class CertificateAuthority:
     name: str
     certificate: x509.Certificate
-    private_key: CertificateIssuerPrivateKeyTypes
+    private_key: PrivateKey
 
 
 # --- small building blocks -------------------------------------------------------------------
@@ -185,14 +197,15 @@ def random_serial_number() -> int:
     return (1 << 126) | secrets.randbits(126)
 
 
-KEY_GENERATORS: dict[str, Callable[[], CertificateIssuerPrivateKeyTypes]] = {
+KEY_GENERATORS: dict[str, Callable[[], PrivateKey]] = {
     "rsa2048": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
     "p256": lambda: ec.generate_private_key(ec.SECP256R1()),
     "ed25519": ed25519.Ed25519PrivateKey.generate,
+    "sm2": Sm2PrivateKey.generate,
 }
 
 
-def generate_private_key(key: str) -> CertificateIssuerPrivateKeyTypes:
+def generate_private_key(key: str) -> PrivateKey:
     if key not in KEY_GENERATORS:
         raise PkiInputError(f"unknown key type {key!r}; use one of {', '.join(KEY_GENERATORS)}")
     return KEY_GENERATORS[key]()
@@ -204,10 +217,6 @@ def _printable_string_der(value: str) -> bytes:
     if len(encoded) > 127:
         raise PkiInputError("identifier too long")
     return bytes([0x13, len(encoded)]) + encoded
-
-
-def _signature_hash(issuer_key: CertificateIssuerPrivateKeyTypes) -> hashes.SHA256 | None:
-    return None if isinstance(issuer_key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
 
 
 def _key_usage(names: Sequence[str]) -> x509.KeyUsage:
@@ -303,9 +312,36 @@ class TestPki:
             raise PkiNotFound(f"{state_path} is not a format-{STATE_FORMAT} test PKI state file")
         pki = cls(directory, state)
         for name in CA_NAMES:
+            if name in ADDED_CAS and not pki._ca_path(name, "ca.pem").exists():
+                continue
             if not pki._ca_path(name, "ca.pem").is_file():
                 raise PkiNotFound(f"{directory} is incomplete: {name}/ca.pem missing")
+        for name in ADDED_CAS:
+            if not pki._ca_path(name, "ca.pem").is_file():
+                pki._add_intermediate(name, _now())
         return pki
+
+    def _add_intermediate(self, name: str, at: datetime) -> None:
+        """An intermediate CA this PKI gained after the folder was made (SM2), made on open."""
+        with self._exclusive():
+            if self._ca_path(name, "ca.pem").is_file():
+                return
+            self._state["crl_numbers"].setdefault(name, 0)
+            self._create_intermediate(name, at)
+            self._issue_ocsp_signer(name, at)
+            self._save_state()
+            self.publish_crl(name, at=at)
+            self._write_index(name)
+
+    def _create_intermediate(self, name: str, at: datetime) -> None:
+        root = self.authority(ROOT)
+        key = generate_private_key(CA_KEYS[name])
+        certificate = self._sign_ca(
+            name, self._ca_subject(name), key.public_key(), root.certificate.subject,
+            root.private_key, at,
+        )  # fmt: skip
+        self._store_authority(CertificateAuthority(name, certificate, key))
+        self._record(certificate, ca=ROOT, kind="ca", cert_path=self._ca_path(name, "ca.pem"))
 
     def _create_authorities(self, at: datetime) -> None:
         root_key = generate_private_key(CA_KEYS[ROOT])
@@ -313,12 +349,7 @@ class TestPki:
         root = self._sign_ca(ROOT, root_name, root_key.public_key(), root_name, root_key, at)
         self._store_authority(CertificateAuthority(ROOT, root, root_key))
         for name in INTERMEDIATE_CAS:
-            key = generate_private_key(CA_KEYS[name])
-            certificate = self._sign_ca(
-                name, self._ca_subject(name), key.public_key(), root_name, root_key, at
-            )
-            self._store_authority(CertificateAuthority(name, certificate, key))
-            self._record(certificate, ca=ROOT, kind="ca", cert_path=self._ca_path(name, "ca.pem"))
+            self._create_intermediate(name, at)
         for name in CA_NAMES:
             self._issue_ocsp_signer(name, at)
         self._save_state()
@@ -388,11 +419,9 @@ class TestPki:
         name = self._ca_name(ca)
         if name not in self._authorities:
             certificate = x509.load_pem_x509_certificate(self._ca_path(name, "ca.pem").read_bytes())
-            key = serialization.load_pem_private_key(
-                self._ca_path(name, "ca.key").read_bytes(), password=None
-            )
-            if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-                raise PkiNotFound(f"{name}/ca.key is not an RSA or EC private key")
+            key = load_private_key_pem(self._ca_path(name, "ca.key").read_bytes())
+            if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | Sm2PrivateKey):
+                raise PkiNotFound(f"{name}/ca.key is not an RSA, EC or SM2 private key")
             self._authorities[name] = CertificateAuthority(name, certificate, key)
         return self._authorities[name]
 
@@ -422,7 +451,7 @@ class TestPki:
         ca: str = "rsa",
         valid_days: int = 365,
         not_before: datetime | None = None,
-        public_key: CertificatePublicKeyTypes | None = None,
+        public_key: PublicKey | None = None,
         common_name: str | None = None,
         identity_in: IdentityPlacement = "extension",
         extended_key_usage: Sequence[str] = ("client_auth",),
@@ -445,7 +474,7 @@ class TestPki:
             raise PkiInputError(f"identity_in must be extension, subject or both: {identity_in!r}")
         starts = _moment(not_before if not_before is not None else at)
         private_key = None if public_key is not None else generate_private_key(key)
-        subject_key: CertificatePublicKeyTypes
+        subject_key: PublicKey
         if private_key is not None:
             subject_key = private_key.public_key()
         else:
@@ -459,7 +488,7 @@ class TestPki:
                 x509.UnrecognizedExtension(identity_oid, _printable_string_der(identifier)),
                 critical=False,
             )
-        certificate = builder.sign(issuer.private_key, _signature_hash(issuer.private_key))
+        certificate = sign_certificate(builder, subject_key, issuer.private_key)
         return self._store_leaf(certificate, private_key, kind, issuer.name)
 
     def _identity(
@@ -503,21 +532,21 @@ class TestPki:
         self,
         issuer: CertificateAuthority,
         subject: x509.Name,
-        public_key: CertificatePublicKeyTypes,
+        public_key: PublicKey,
         starts: datetime,
         valid_days: int,
     ) -> x509.CertificateBuilder:
-        issuer_key_id = x509.SubjectKeyIdentifier.from_public_key(issuer.private_key.public_key())
+        """Everything but the public key (``sign_certificate`` sets it)."""
+        issuer_key_id = key_identifier(issuer.private_key.public_key())
         return (
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(issuer.certificate.subject)
-            .public_key(public_key)
             .serial_number(random_serial_number())
             .not_valid_before(starts)
             .not_valid_after(starts + timedelta(days=valid_days))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .add_extension(key_identifier(public_key), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_key_id),
                 critical=False,
@@ -539,7 +568,7 @@ class TestPki:
     def _store_leaf(
         self,
         certificate: x509.Certificate,
-        private_key: CertificateIssuerPrivateKeyTypes | None,
+        private_key: PrivateKey | None,
         kind: str,
         ca: str,
     ) -> IssuedCertificate:
@@ -595,9 +624,7 @@ class TestPki:
     ) -> x509.CertificateRevocationList:
         numbers = self._state["crl_numbers"]
         numbers[authority.name] = int(numbers[authority.name]) + 1
-        issuer_key_id = x509.SubjectKeyIdentifier.from_public_key(
-            authority.private_key.public_key()
-        )
+        issuer_key_id = key_identifier(authority.private_key.public_key())
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name(authority.certificate.subject)
@@ -612,7 +639,7 @@ class TestPki:
         for serial, record in self.issued_serials().items():
             if record["ca"] == authority.name and record.get("revoked_at"):
                 builder = builder.add_revoked_certificate(self._revoked_entry(serial, record))
-        crl = builder.sign(authority.private_key, _signature_hash(authority.private_key))
+        crl = sign_crl(builder, authority.private_key)
         write_atomically(
             self._ca_path(authority.name, "crl.der"), crl.public_bytes(serialization.Encoding.DER)
         )
@@ -710,19 +737,18 @@ class TestPki:
         self,
         name: str,
         subject: x509.Name,
-        public_key: CertificatePublicKeyTypes,
+        public_key: PublicKey,
         issuer_name: x509.Name,
-        issuer_key: CertificateIssuerPrivateKeyTypes,
+        issuer_key: PrivateKey,
         at: datetime,
     ) -> x509.Certificate:
         is_root = name == ROOT
         validity = ROOT_VALIDITY if is_root else INTERMEDIATE_VALIDITY
-        issuer_key_id = x509.SubjectKeyIdentifier.from_public_key(issuer_key.public_key())
+        issuer_key_id = key_identifier(issuer_key.public_key())
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(issuer_name)
-            .public_key(public_key)
             .serial_number(random_serial_number())
             .not_valid_before(at)
             .not_valid_after(at + validity)
@@ -732,7 +758,7 @@ class TestPki:
             .add_extension(
                 _key_usage(("digital_signature", "key_cert_sign", "crl_sign")), critical=True
             )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+            .add_extension(key_identifier(public_key), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_key_id),
                 critical=False,
@@ -743,7 +769,7 @@ class TestPki:
             builder = builder.add_extension(
                 self._authority_information_access(ROOT), critical=False
             )
-        return builder.sign(issuer_key, _signature_hash(issuer_key))
+        return sign_certificate(builder, public_key, issuer_key)
 
     def _issue_ocsp_signer(self, ca: str, at: datetime) -> None:
         authority = self.authority(ca)
@@ -755,14 +781,11 @@ class TestPki:
                 x509.NameAttribute(NameOID.COMMON_NAME, f"{CA_SUBJECT_NAMES[ca]} OCSP Responder"),
             ]
         )
-        issuer_key_id = x509.SubjectKeyIdentifier.from_public_key(
-            authority.private_key.public_key()
-        )
-        certificate = (
+        issuer_key_id = key_identifier(authority.private_key.public_key())
+        builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(authority.certificate.subject)
-            .public_key(key.public_key())
             .serial_number(random_serial_number())
             .not_valid_before(at)
             .not_valid_after(at + OCSP_SIGNER_VALIDITY)
@@ -770,16 +793,13 @@ class TestPki:
             .add_extension(_key_usage(("digital_signature",)), critical=True)
             .add_extension(_extended_key_usage(("ocsp_signing",)), critical=False)
             .add_extension(x509.OCSPNoCheck(), critical=False)
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                critical=False,
-            )
+            .add_extension(key_identifier(key.public_key()), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer_key_id),
                 critical=False,
             )
-            .sign(authority.private_key, _signature_hash(authority.private_key))
         )
+        certificate = sign_certificate(builder, key.public_key(), authority.private_key)
         cert_path, key_path = self.ocsp_signer_paths(ca)
         write_atomically(cert_path, certificates_pem([certificate]))
         write_atomically(key_path, private_key_pem(key), PRIVATE_FILE_MODE)

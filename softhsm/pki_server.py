@@ -157,6 +157,13 @@ class OcspResponder:
         return lines[-1] if lines else "no output"
 
 
+# The SM2 CA's responder signs SM2-with-SM3 with the signer ID 1234567812345678: OpenSSL would
+# otherwise hash with SHA-256 and sign with an empty ID.
+SM2_RESPONDER_OPTIONS: dict[str, tuple[str, ...]] = {
+    "sm2": ("-rmd", "sm3", "-rsigopt", "distid:1234567812345678"),
+}
+
+
 def responder_command(pki: TestPki, ca: str) -> list[str]:
     signer_cert, signer_key = pki.ocsp_signer_paths(ca)
     ca_cert = pki.ca_certificate_path(ca)
@@ -173,6 +180,7 @@ def responder_command(pki: TestPki, ca: str) -> list[str]:
         "-port", str(pki.ocsp_port_of(ca)),
         "-nmin", str(OCSP_NEXT_UPDATE_MINUTES),
         "-ignore_err",  # a malformed request must not stop the responder
+        *SM2_RESPONDER_OPTIONS.get(ca, ()),
     ]  # fmt: skip
 
 

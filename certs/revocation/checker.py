@@ -73,6 +73,7 @@ class OcspStatusSource(Protocol):
         *,
         at: datetime,
         responder_url: str | None = None,
+        sm2_signer_id: bytes = ...,
     ) -> RevocationStatus: ...
 
 
@@ -296,7 +297,13 @@ class RevocationChecker:
         if url is None:
             return None
         try:
-            return self.ocsp.status(certificate, issuer, at=context.at, responder_url=url)
+            return self.ocsp.status(
+                certificate,
+                issuer,
+                at=context.at,
+                responder_url=url,
+                sm2_signer_id=context.policy.sm2_signer_id,
+            )
         except Exception as exc:  # noqa: BLE001 - a responder's failure is an unavailable status
             logger.warning("OCSP status from %s failed: %r", url, exc)
             return RevocationStatus(
@@ -362,7 +369,7 @@ class RevocationChecker:
     def _signer_ok(self, crl: IndexedCrl, issuer: x509.Certificate, context: _Context) -> bool:
         # The certificate's own issuer: its path is the one being validated.
         if subject_key(issuer) == crl.issuer_key and may_sign_crls(issuer):
-            if crl.signed_by(issuer):
+            if crl.signed_by(issuer, context.policy.sm2_signer_id):
                 return True
         if context.signer_validator is None or context.depth >= MAX_SIGNER_DEPTH:
             return False
@@ -371,7 +378,9 @@ class RevocationChecker:
         for candidate in context.pool:
             if candidate is issuer or subject_key(candidate) != crl.issuer_key:
                 continue
-            if not may_sign_crls(candidate) or not crl.signed_by(candidate):
+            if not may_sign_crls(candidate) or not crl.signed_by(
+                candidate, context.policy.sm2_signer_id
+            ):
                 continue
             key = candidate.fingerprint(_SHA256)
             verdict = context.signer_memo.get(key)

@@ -32,6 +32,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID
 
+from certs import sm2
 from certs.der import (
     CERTIFICATE_ISSUER_OID,
     CRITICAL_FLAG,
@@ -187,7 +188,7 @@ class IndexedCrl:
             number_value.crl_number if isinstance(number_value, x509.CRLNumber) else None
         )
         self.scope = self._scope(extensions)
-        self._verified: dict[x509.Certificate, bool] = {}
+        self._verified: dict[tuple[x509.Certificate, bytes], bool] = {}
         self._entries: dict[NameKey, dict[int, int]] = {}
         self.entry_count = 0
         # With the signer's certificate at hand, the signature is checked before the entries
@@ -197,7 +198,10 @@ class IndexedCrl:
         # check at first use, where its own path is validated).
         self.key_identifier = self._authority_key_identifier(extensions)
         named = [c for c in signers if self._may_have_signed(c)]
-        if named and not any(self.signed_by(c) for c in named):
+        # An SM2-with-SM3 CRL is checked at first use instead: its signature depends on the SM2
+        # signer ID of the trust anchor it is used under, which a shared CRL store does not know.
+        self.sm2_signed = crl.signature_algorithm_oid.dotted_string == sm2.SM2_WITH_SM3_OID
+        if named and not self.sm2_signed and not any(self.signed_by(c) for c in named):
             raise CrlInvalid(f"{source}: signature does not verify with the issuer's key")
         self._index()
 
@@ -328,12 +332,16 @@ class IndexedCrl:
         """thisUpdate <= at < nextUpdate. A CRL without nextUpdate is never fresh (§5.1.2.5)."""
         return self.next_update is not None and self.this_update <= at < self.next_update
 
-    def signed_by(self, signer: x509.Certificate) -> bool:
-        """The CRL's signature verifies with ``signer``'s key (remembered per key)."""
-        known = self._verified.get(signer)
+    def signed_by(
+        self, signer: x509.Certificate, sm2_signer_id: bytes = sm2.DEFAULT_SIGNER_ID
+    ) -> bool:
+        """The CRL's signature verifies with ``signer``'s key (remembered per key and SM2 signer
+        ID, the ID mattering only to an SM2-with-SM3 CRL)."""
+        memo = (signer, sm2_signer_id if self.sm2_signed else b"")
+        known = self._verified.get(memo)
         if known is None:
-            known = verify_signed(self._signed(), signer)
-            self._verified[signer] = known
+            known = verify_signed(self._signed(), signer, sm2_signer_id)
+            self._verified[memo] = known
         return known
 
     def _signed(self) -> Signed:
@@ -341,6 +349,8 @@ class IndexedCrl:
         # re-encodes it, which costs more than the hash and signature check together.
         start, end = tbs_span(self.der)
         crl = self.crl
+        if self.sm2_signed:
+            return Signed(self.der[start:end], crl.signature, None, None, sm2.SM2_WITH_SM3_OID)
         return Signed(
             self.der[start:end],
             crl.signature,

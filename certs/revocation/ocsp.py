@@ -52,10 +52,13 @@ from cryptography.x509.oid import (
     SignatureAlgorithmOID,
 )
 
+from certs import sm2
 from certs.extensions import extensions
 from certs.fetch import OCSP_MAX_RESPONSE_BYTES, Fetcher, FetchError, HttpFetcher
 from certs.keys import public_key as certificate_public_key
+from certs.keys import sm2_public_key
 from certs.names import names_equal
+from certs.path import signature_valid
 from certs.revocation.status import RevocationState, RevocationStatus
 
 __all__ = ["OcspCache", "OcspCertId", "OcspClient", "ocsp_urls"]
@@ -90,9 +93,10 @@ _RESPONSE_STATUS_NAMES: Final[Mapping[ocsp.OCSPResponseStatus, str]] = {
     ocsp.OCSPResponseStatus.UNAUTHORIZED: "unauthorized",
 }
 
-# Signature algorithm OID -> how to verify it. SM2-with-SM3 is absent on purpose: cryptography
-# cannot verify it, so such responses come back UNAVAILABLE ("unsupported signature algorithm").
-# DSA likewise (withdrawn by FIPS 186-5, deprecated by pyca/cryptography; see certs/path.py).
+# Signature algorithm OID -> how to verify it. SM2-with-SM3 is not here: pyca/cryptography cannot
+# use SM2 keys, so those responses are verified through certs.sm2 (``_verify_sm2_signature``).
+# DSA is absent on purpose (withdrawn by FIPS 186-5, deprecated by pyca/cryptography; see
+# certs/path.py).
 _RSA_PKCS1: Final = "rsa-pkcs1v15"
 _RSA_PSS: Final = "rsa-pss"
 _ECDSA: Final = "ecdsa"
@@ -312,12 +316,14 @@ class OcspClient:
         *,
         at: datetime,
         responder_url: str | None = None,
+        sm2_signer_id: bytes = sm2.DEFAULT_SIGNER_ID,
     ) -> RevocationStatus:
         """The OCSP status of ``certificate`` at ``at``.
 
         ``issuer`` must be the certificate that path validation found to have issued
         ``certificate``: the response is authorised relative to it. ``responder_url`` overrides
-        the certificate's AIA (a configured responder).
+        the certificate's AIA (a configured responder). SM2-with-SM3 responses (and delegated
+        responder certificates) are verified with ``sm2_signer_id``.
         """
         at = _as_utc(at)
         # RFC 5280 7.1 name comparison: CAs re-encode their own name (PrintableString vs
@@ -361,7 +367,7 @@ class OcspClient:
 
         try:
             status, valid_from, valid_until = self._verify(
-                response_der, certificate, issuer, cert_id, nonce, at
+                response_der, certificate, issuer, cert_id, nonce, at, sm2_signer_id
             )
         except _Unavailable as exc:
             return _unavailable(f"{responder_url}: {exc}")
@@ -382,6 +388,7 @@ class OcspClient:
         cert_id: OcspCertId,
         nonce: bytes | None,
         at: datetime,
+        sm2_signer_id: bytes = sm2.DEFAULT_SIGNER_ID,
     ) -> tuple[RevocationStatus, datetime, datetime | None]:
         """Check one response; returns the status and the interval it may be served for."""
         try:
@@ -392,7 +399,7 @@ class OcspClient:
             name = _RESPONSE_STATUS_NAMES.get(response.response_status, "unknown")
             raise _Unavailable(f"responder answered {name} (OCSPResponseStatus)")
 
-        self._check_signature(response, response_der, issuer, at)
+        self._check_signature(response, response_der, issuer, at, sm2_signer_id)
         _check_critical_extensions(response)
         self._check_nonce(response, nonce)
         single = _matching_single_response(response, certificate, issuer, cert_id)
@@ -465,6 +472,7 @@ class OcspClient:
         response_der: bytes,
         issuer: x509.Certificate,
         at: datetime,
+        sm2_signer_id: bytes = sm2.DEFAULT_SIGNER_ID,
     ) -> None:
         """Find the signer named by the ResponderID, check it is authorised, verify."""
         candidates: list[x509.Certificate] = []
@@ -480,10 +488,15 @@ class OcspClient:
         refusals: list[str] = []
         for signer in candidates:
             if signer != issuer:
-                refusal = _delegated_responder_refusal(signer, issuer, at)
+                refusal = _delegated_responder_refusal(signer, issuer, at, sm2_signer_id)
                 if refusal is not None:
                     refusals.append(refusal)
                     continue
+            if response.signature_algorithm_oid.dotted_string == sm2.SM2_WITH_SM3_OID:
+                if _verify_sm2_signature(signer, response, sm2_signer_id):
+                    return
+                refusals.append("response signature does not verify")
+                continue
             try:
                 public_key = certificate_public_key(signer)
             except UnsupportedAlgorithm:
@@ -539,16 +552,35 @@ def _responder_id_matches(response: ocsp.OCSPResponse, certificate: x509.Certifi
     return key_hash == hashlib.sha1(_subject_public_key_bits(certificate)).digest()
 
 
+def _verify_sm2_signature(
+    signer: x509.Certificate, response: ocsp.OCSPResponse, signer_id: bytes
+) -> bool:
+    key = sm2_public_key(signer)
+    data = response.tbs_response_bytes
+    return key is not None and key.verify(response.signature, data, signer_id)
+
+
+def _issued_by(responder: x509.Certificate, issuer: x509.Certificate, signer_id: bytes) -> bool:
+    """Signed by the very key that issued the certificate in question (RFC 6960 4.2.2.2): a
+    certificate from another CA, even one with the same name, does not qualify."""
+    if responder.signature_algorithm_oid.dotted_string == sm2.SM2_WITH_SM3_OID:
+        return responder.issuer == issuer.subject and signature_valid(responder, issuer, signer_id)
+    try:
+        responder.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
 def _delegated_responder_refusal(
-    responder: x509.Certificate, issuer: x509.Certificate, at: datetime
+    responder: x509.Certificate,
+    issuer: x509.Certificate,
+    at: datetime,
+    sm2_signer_id: bytes = sm2.DEFAULT_SIGNER_ID,
 ) -> str | None:
     """Why ``responder`` may not answer for ``issuer``'s certificates, or None if it may."""
     subject = responder.subject.rfc4514_string()
-    try:
-        # Signed by the very key that issued the certificate in question (RFC 6960 4.2.2.2):
-        # a certificate from another CA, even one with the same name, does not qualify.
-        responder.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+    if not _issued_by(responder, issuer, sm2_signer_id):
         return f"delegated responder {subject!r} is not issued by the certificate's issuer"
     try:
         eku = extensions(responder).get_extension_for_class(x509.ExtendedKeyUsage).value

@@ -557,5 +557,6 @@ def _verify(
 
 
 def _key_warnings(leaf: x509.Certificate, language: str) -> list[str]:
-    """A valid chain whose leaf key the gateway cannot verify a login signature with (SM2)."""
+    """A valid chain whose leaf key the gateway cannot verify a login signature with (DSA; SM2
+    where no OpenSSL 3 libcrypto is found)."""
     return [KEY_CANNOT_SIGN[language].format(algorithm=a) for a in certificate_algorithms(leaf)]

@@ -316,7 +316,7 @@ def sm2_chain(tmp_path_factory):
     )
     (d / "leaf.ext").write_text(
         "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
-        "extendedKeyUsage=clientAuth\n"
+        "extendedKeyUsage=clientAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
     )
     _openssl(
         "x509",
@@ -351,8 +351,16 @@ def test_sm2_certificate_identity_is_extracted(sm2_chain):
     assert identity.common_name == "Example"
 
 
-def test_sm2_chain_validation_says_sm2_is_unsupported(sm2_chain):
+def test_openssl_made_sm2_chain_validates_with_the_default_signer_id(sm2_chain):
     root, leaf = sm2_chain
     at = leaf.not_valid_before_utc + timedelta(hours=1)
-    with pytest.raises(CertificateUntrusted, match="SM2-with-SM3 .* not supported"):
-        ChainValidator([TrustAnchor(root, OFF)]).validate(leaf, at=at)
+    chain = ChainValidator([TrustAnchor(root, OFF)]).validate(leaf, at=at)
+    assert [c.subject for c in chain.certificates] == [leaf.subject, root.subject]
+
+
+def test_openssl_made_sm2_chain_fails_under_another_signer_id(sm2_chain):
+    root, leaf = sm2_chain
+    at = leaf.not_valid_before_utc + timedelta(hours=1)
+    other = OFF.replace(sm2_signer_id=b"ALICE123@YAHOO.COM")
+    with pytest.raises(CertificateUntrusted, match="no path"):
+        ChainValidator([TrustAnchor(root, other)]).validate(leaf, at=at)

@@ -356,6 +356,7 @@ class _StubOcsp:
         *,
         at: datetime,
         responder_url: str | None = None,
+        sm2_signer_id: bytes = b"1234567812345678",
     ) -> RevocationStatus:
         self.calls.append(responder_url)
         if self.state is RevocationState.REVOKED:

@@ -82,9 +82,9 @@ def pki_anchor_config(pki: TestPki, **policy: Any) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "name": "CertGate Test Root",
         "certificate": str(pki.ca_certificate_path("root")),
-        "intermediates": [str(pki.ca_certificate_path(ca)) for ca in ("rsa", "p256")],
+        "intermediates": [str(pki.ca_certificate_path(ca)) for ca in ("rsa", "p256", "sm2")],
         "revocation": "hard-fail",
-        "crl": [str(pki.crl_path(ca)) for ca in ("rsa", "p256", "root")],
+        "crl": [str(pki.crl_path(ca)) for ca in ("rsa", "p256", "sm2", "root")],
     }
     entry.update(policy)
     return entry

@@ -17,6 +17,7 @@ from cryptography.x509.oid import NameOID
 from flask import Flask
 from flask.testing import FlaskClient
 
+from certs.sm2 import Sm2PrivateKey
 from gateway.accounts import get_accounts
 from gateway.audit import get_audit_log
 from gateway.clock import FixedClock
@@ -51,6 +52,12 @@ def sign(key: Any, algorithm: str, data: bytes) -> bytes:
             for n in decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
         ),
         "ed25519": lambda: key.sign(data),
+        "sm2-sm3": lambda: key.sign(data),
+        "sm2-sm3-raw": lambda: b"".join(
+            n.to_bytes(32, "big") for n in decode_dss_signature(key.sign(data))
+        ),
+        # Made with OpenSSL's empty ID, as a signer that forgot the GM/T 0009 default does.
+        "sm2-sm3-empty-id": lambda: key.sign(data, b""),
     }
     return signers[algorithm]()
 
@@ -59,6 +66,7 @@ DEFAULT_ALGORITHM = {
     rsa.RSAPrivateKey: "rsa-pkcs1-sha256",
     ec.EllipticCurvePrivateKey: "ecdsa-sha256",
     ed25519.Ed25519PrivateKey: "ed25519",
+    Sm2PrivateKey: "sm2-sm3",
 }
 
 
@@ -92,7 +100,7 @@ def token_login(
         "certificate": der(issued.certificate),
         "chain": [der(c) for c in issued.chain[:-1]],
         "signature": b64(signature),
-        "signature_algorithm": algorithm.removesuffix("-raw"),
+        "signature_algorithm": algorithm.removesuffix("-raw").removesuffix("-empty-id"),
         **overrides,
     }
     headers = overrides.pop("headers", {"Origin": ORIGIN})
@@ -153,6 +161,10 @@ def test_challenge_shape_and_cookie(client: FlaskClient, clock: FixedClock) -> N
         ("p256", "p256", "ecdsa-sha256"),
         ("p256", "p256", "ecdsa-sha256-raw"),
         ("ed25519", "rsa", "ed25519"),
+        ("sm2", "sm2", "sm2-sm3"),
+        ("sm2", "sm2", "sm2-sm3-raw"),
+        ("sm2", "rsa", "sm2-sm3"),  # an SM2 key under an RSA CA
+        ("rsa2048", "sm2", "rsa-pkcs1-sha256"),  # an RSA key under the SM2 CA
     ],
 )
 def test_person_signs_in_with_each_algorithm(
@@ -297,16 +309,42 @@ def test_signature_invalid_for_wrong_algorithm(
     assert response.status_code == 401 and response.json["error"] == "signature_invalid"
 
 
-def test_sm2_is_refused_clearly(token_app: Flask, test_pki: TestPki, clock: FixedClock) -> None:
-    issued, _ = person_with_account(test_pki, token_app, clock)
+@pytest.mark.parametrize(
+    ("key", "ca", "signed_as", "claimed"),
+    [
+        ("rsa2048", "rsa", "rsa-pkcs1-sha256", "sm2-sm3"),  # sm2-sm3 claimed for an RSA key
+        ("sm2", "sm2", "sm2-sm3", "ecdsa-sha256"),  # an SM2 key claimed as ECDSA
+        ("sm2", "sm2", "sm2-sm3-empty-id", "sm2-sm3"),  # signed with another signer ID
+    ],
+)
+def test_sm2_signature_mismatches_are_invalid(
+    token_app: Flask, test_pki: TestPki, clock: FixedClock, key: str, ca: str, signed_as: str,
+    claimed: str,
+) -> None:  # fmt: skip
+    issued, _ = person_with_account(test_pki, token_app, clock, key=key, ca=ca)
     response = token_login(
-        token_app.test_client(),
-        issued,
-        signature_algorithm="sm2-sm3",
-        headers={"Origin": ORIGIN, "Accept-Language": "en"},
+        token_app.test_client(), issued, algorithm=signed_as, signature_algorithm=claimed
     )
-    assert response.status_code == 400 and response.json["error"] == "bad_request"
-    assert "sm2-sm3" in response.json["message"]
+    assert response.status_code == 401 and response.json["error"] == "signature_invalid"
+
+
+def test_sm2_login_uses_the_anchors_signer_id(
+    make_app: Callable[..., Flask], test_pki: TestPki, clock: FixedClock
+) -> None:
+    """An anchor configured with another SM2 signer ID: the login signature made with it
+    verifies, and the chain (signed with the standard ID) then does not."""
+    app = make_app(TRUST_ANCHORS=[pki_anchor_config(test_pki, sm2_signer_id="ALICE123@YAHOO.COM")])
+    issued, _ = person_with_account(test_pki, app, clock, key="sm2", ca="sm2")
+    assert isinstance(issued.private_key, Sm2PrivateKey)
+    client = app.test_client()
+    challenge = get_challenge(client)
+    signature = issued.private_key.sign(message(challenge), b"ALICE123@YAHOO.COM")
+    response = token_login(
+        client, issued, challenge=challenge, signature=b64(signature), signature_algorithm="sm2-sm3"
+    )
+    assert response.status_code == 401 and response.json["error"] == "certificate_untrusted"
+    response = token_login(app.test_client(), issued)  # the standard ID: not this anchor's
+    assert response.status_code == 401 and response.json["error"] == "signature_invalid"
 
 
 def test_origin_mismatch(token_app: Flask, test_pki: TestPki, clock: FixedClock) -> None:

@@ -1,6 +1,7 @@
-"""Certificates with algorithms the engine cannot verify (SM2) or refuses (DSA): a clear code and a
-message naming the algorithm, in `certgate cert verify` (JSON and plain) and in the login API —
-never a traceback.
+"""Certificates with algorithms the engine refuses (DSA): a clear code and a message naming the
+algorithm, in `certgate cert verify` (JSON and plain) and in the login API — never a traceback.
+SM2-with-SM3 chains made by OpenSSL, which the engine verifies, go through the same routes like
+any other chain.
 
 The certificates are made by ``openssl`` at test time: an SM2 root and an SM2 leaf it signed
 (SM2-with-SM3, signer ID 1234567812345678), and an RSA root that signed an SM2 leaf and a DSA leaf.
@@ -102,10 +103,7 @@ def verify(leaf: Path, root: Path, *options: str) -> subprocess.CompletedProcess
 # --- certgate cert verify -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("leaf", "root", "algorithm"),
-    [("sm2_leaf", "sm2_root", "SM2-with-SM3"), ("rsa_dsa_leaf", "rsa_root", "DSA")],
-)
+@pytest.mark.parametrize(("leaf", "root", "algorithm"), [("rsa_dsa_leaf", "rsa_root", "DSA")])
 def test_cert_verify_json_names_the_algorithm(
     pki: Pki, leaf: str, root: str, algorithm: str
 ) -> None:
@@ -121,22 +119,41 @@ def test_cert_verify_json_names_the_algorithm(
 
 
 def test_cert_verify_plain_names_the_algorithm(pki: Pki) -> None:
-    done = verify(pki.sm2_leaf, pki.sm2_root, "--lang", "en")
+    done = verify(pki.rsa_dsa_leaf, pki.rsa_root, "--lang", "en")
     assert "Traceback" not in done.stderr, done.stderr
     assert done.returncode == 1
     assert done.stdout.splitlines()[0] == (
-        "certificate_untrusted: The certificate is not trusted: its algorithm SM2-with-SM3 is not "
+        "certificate_untrusted: The certificate is not trusted: its algorithm DSA is not "
         "supported (use an RSA or ECDSA certificate)."
     )
 
 
-def test_rsa_root_with_an_sm2_leaf_is_a_valid_chain_whose_key_cannot_sign_in(pki: Pki) -> None:
-    done = verify(pki.rsa_sm2_leaf, pki.rsa_root, "--json", "--lang", "en")
+@pytest.mark.parametrize(
+    ("leaf", "root", "chain"),
+    [
+        (
+            "sm2_leaf",
+            "sm2_root",
+            ["CN=SM2 Leaf,O=CertGate Test,C=CN", "CN=SM2 Root,O=CertGate Test,C=CN"],
+        ),
+        (
+            "rsa_sm2_leaf",
+            "rsa_root",
+            ["CN=SM2 Leaf,O=CertGate Test,C=CN", "CN=RSA Root,O=CertGate Test,C=CN"],
+        ),
+    ],
+)
+def test_cert_verify_prints_sm2_chains_like_any_other(
+    pki: Pki, leaf: str, root: str, chain: list[str]
+) -> None:
+    done = verify(getattr(pki, leaf), getattr(pki, root), "--json", "--lang", "en")
     assert "Traceback" not in done.stderr, done.stderr
     document = json.loads(done.stdout)
     assert done.returncode == 0, document
-    assert document["chain"][0] == "CN=SM2 Leaf,O=CertGate Test,C=CN"
-    assert any("key algorithm SM2 is not supported" in w for w in document["warnings"])
+    assert document["ok"] is True and document["chain"] == chain
+    assert document["warnings"] == []
+    plain = verify(getattr(pki, leaf), getattr(pki, root), "--lang", "en")
+    assert plain.returncode == 0 and "SM2 Leaf" in plain.stdout
 
 
 # --- the login API --------------------------------------------------------------------------------
@@ -166,10 +183,7 @@ def _tls_login(app: Flask, leaf: Path, language: str) -> Any:
     )
 
 
-@pytest.mark.parametrize(
-    ("leaf", "root", "algorithm"),
-    [("sm2_leaf", "sm2_root", "SM2-with-SM3"), ("rsa_dsa_leaf", "rsa_root", "DSA")],
-)
+@pytest.mark.parametrize(("leaf", "root", "algorithm"), [("rsa_dsa_leaf", "rsa_root", "DSA")])
 def test_tls_login_answers_certificate_untrusted_naming_the_algorithm(
     make_app: Any, pki: Pki, leaf: str, root: str, algorithm: str
 ) -> None:
@@ -183,8 +197,13 @@ def test_tls_login_answers_certificate_untrusted_naming_the_algorithm(
         assert wording in response.json["message"]
 
 
+def test_tls_login_with_an_sm2_chain_reaches_account_mapping(make_app: Any, pki: Pki) -> None:
+    response = _tls_login(_app(make_app, pki.sm2_root), pki.sm2_leaf, "en")
+    assert response.status_code == 401 and response.json["error"] == "account_not_found"
+
+
 @pytest.mark.parametrize("claimed", ["ecdsa-sha256", "sm2-sm3"])
-def test_token_login_with_an_sm2_key_answers_bad_request_naming_it(
+def test_token_login_with_an_sm2_key_and_a_bad_signature_is_signature_invalid(
     make_app: Any, pki: Pki, claimed: str
 ) -> None:
     app = _app(make_app, pki.rsa_root)
@@ -202,7 +221,5 @@ def test_token_login_with_an_sm2_key_answers_bad_request_naming_it(
         },
         **{"Accept-Language": "en"},
     )
-    assert response.status_code == 400, response.json
-    assert response.json["error"] == "bad_request"
-    named = "SM2" if claimed == "ecdsa-sha256" else "sm2-sm3"
-    assert f"The signature algorithm {named} is not supported yet" in response.json["message"]
+    assert response.status_code == 401, response.json
+    assert response.json["error"] == "signature_invalid"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ def issued_serial(result: Result) -> int:
 
 def test_init_creates_the_pki_and_warns(tmp_path: Path) -> None:
     directory = tmp_path / "pki"
-    crl_port, ocsp_port = free_port(), free_port_block(3)
+    crl_port, ocsp_port = free_port(), free_port_block(4)
     result = certgate(
         "pki", "init", directory, "--crl-port", crl_port, "--ocsp-port", ocsp_port,
         "--at", "2026-01-01T00:00:00Z", "--crl-days", "3",
@@ -66,6 +67,37 @@ def test_issue_enterprise_prints_serial_and_files(cli_pki: TestPki, tmp_path: Pa
     assert certificate.not_valid_before_utc.isoformat() == "2026-02-01T00:00:00+00:00"
     assert stat.S_IMODE(Path(f"{out}.key").stat().st_mode) == 0o600
     assert cli_pki.issuing_ca(serial) == "p256"
+
+
+def test_issue_sm2_key_under_the_sm2_ca_verifies_with_openssl(
+    cli_pki: TestPki, tmp_path: Path
+) -> None:
+    out = tmp_path / "sm2.pem"
+    result = certgate(
+        "pki", "issue", cli_pki.directory, "--kind", "person", "--name", "张三",
+        "--id-number", ID_NUMBER, "--key", "sm2", "--ca", "sm2", "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    certificate = x509.load_pem_x509_certificate(out.read_bytes())
+    assert certificate.signature_algorithm_oid.dotted_string == "1.2.156.10197.1.501"
+    assert cli_pki.crl("sm2").signature_algorithm_oid.dotted_string == "1.2.156.10197.1.501"
+
+    def openssl(*arguments: str | Path) -> str:
+        done = subprocess.run(
+            ["openssl", *map(str, arguments)], capture_output=True, text=True, timeout=30
+        )
+        return done.stdout + done.stderr
+
+    verdict = openssl(
+        "verify", "-vfyopt", "distid:1234567812345678",
+        "-CAfile", cli_pki.ca_certificate_path("root"),
+        "-untrusted", cli_pki.ca_certificate_path("sm2"), out,
+    )  # fmt: skip
+    assert verdict.strip() == f"{out}: OK", verdict
+    # The key file is the certificate's key, in a PEM OpenSSL reads.
+    assert openssl("pkey", "-in", f"{out}.key", "-pubout") == openssl(
+        "x509", "-in", out, "-pubkey", "-noout"
+    )
 
 
 def test_issue_for_a_public_key_file(cli_pki: TestPki, tmp_path: Path) -> None:

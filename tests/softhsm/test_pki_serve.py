@@ -17,7 +17,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from softhsm.pki import TestPki
+from softhsm.pki import CA_NAMES, TestPki
 from softhsm.pki_files import serial_hex
 from softhsm.pki_server import ResponderFailed, RunningPki, query_ocsp
 from tests.fixtures_pki import PKI_EPOCH, create_test_pki, free_port, free_port_block
@@ -170,7 +170,7 @@ def is_running(pid: int) -> bool:
 
 def test_certgate_pki_processes_end_to_end(tmp_path: Path) -> None:
     directory = tmp_path / "pki"
-    crl_port, ocsp_port = free_port(), free_port_block(3)
+    crl_port, ocsp_port = free_port(), free_port_block(4)
     created = run_certgate("init", directory, "--crl-port", crl_port, "--ocsp-port", ocsp_port)
     assert created.returncode == 0, created.stderr
     issued = run_certgate(
@@ -196,7 +196,7 @@ def test_certgate_pki_processes_end_to_end(tmp_path: Path) -> None:
                 break
         assert any(pki.ocsp_url("rsa") in line for line in banner), banner
         openssl_children = child_pids(server.pid)
-        assert len(openssl_children) == 3
+        assert len(openssl_children) == len(CA_NAMES)  # one responder per CA, SM2 included
 
         assert openssl_ocsp_status(pki, leaf_path, "rsa") == "good"
         revoked = run_certgate("revoke", directory, serial_hex(serial), "--reason", "superseded")
@@ -268,5 +268,5 @@ def test_a_killed_serve_leaves_no_responder_behind(tmp_path: Path) -> None:
     finally:
         server.kill()
         server.communicate()
-    assert len(openssl_children) == 3
+    assert len(openssl_children) == len(CA_NAMES)
     assert wait_until_gone(openssl_children) == set()
