@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from bench import bench_agent, bench_crl, bench_login, bench_sm2, bench_validation
+from bench import bench_agent, bench_crl, bench_login, bench_sm2, bench_sso, bench_validation
 
 
 def main() -> None:
@@ -13,6 +13,7 @@ def main() -> None:
     bench_sm2.main()
     bench_crl.main()
     bench_login.main()
+    bench_sso.main()
     bench_agent.main()
 
 

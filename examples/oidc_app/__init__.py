@@ -1,0 +1,1 @@
+"""An OpenID Connect relying party signing people in through CertGate (see README.md)."""
