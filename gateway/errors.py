@@ -173,6 +173,8 @@ CAPABILITY_STATUS: Mapping[str, int] = {
     "identifier_taken": 409,
     "agreement_outdated": 409,
     "consent_required": 403,
+    # Single sign-on (gateway/sso/errors.py): the account page names an application not used.
+    "application_unknown": 404,
     # QR-code login (gateway/qr/errors.py).
     "qr_ticket_unknown": 404,
     "qr_ticket_expired": 410,

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from flask import Flask, current_app
 
+from gateway.sso.logout import end_expired_sessions
 from gateway.stores import AttemptStore, ChallengeStore, SessionStore
 
 EXTENSION = "certgate.housekeeping"
@@ -55,4 +56,6 @@ def init_app(
 
 def run_housekeeping(now: datetime) -> None:
     housekeeper: Housekeeper = current_app.extensions[EXTENSION]
-    housekeeper.maybe_run(now)
+    if housekeeper.maybe_run(now):
+        # Single logout for the sessions that ended by themselves (idle or absolute expiry).
+        end_expired_sessions(current_app, now)

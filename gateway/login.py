@@ -49,6 +49,7 @@ from gateway.passwords import MAX_PASSWORD_LENGTH
 from gateway.proxy import CertificateHeaders, client_certificate
 from gateway.sessions import get_sessions, set_secure_cookie
 from gateway.signatures import ALGORITHMS, login_message, verify_login_signature
+from gateway.sso.logout import end_session_everywhere
 from gateway.storage.database import get_database
 from gateway.storage.models import Account
 from gateway.stores import Admission, ChallengeRecord, ChallengeStore
@@ -394,6 +395,9 @@ def logout() -> Response:
     everywhere = False
     if request.content_length:
         everywhere = bool(json_body({}, optional={"everywhere": bool}).get("everywhere"))
+    # Single logout first: the clients of the ending session(s) are told (queued).
+    whose = record.account_id if everywhere else None
+    end_session_everywhere("logout", session_id=record.id_hash, account_id=whose)
     ended = sessions.end(record, everywhere=everywhere)
     context.notes.append(f"ended {ended} session(s)" + (" everywhere" if everywhere else ""))
     write_audit("ok")

@@ -39,6 +39,7 @@ from gateway.lifecycle.signin import start_session
 from gateway.limits import get_guard, password_key, password_locked
 from gateway.passwords import MAX_PASSWORD_LENGTH
 from gateway.sessions import get_sessions
+from gateway.sso.logout import end_session_everywhere
 from gateway.storage.database import get_database
 from gateway.storage.models import Account, LoginSession
 
@@ -112,6 +113,7 @@ def reset_password() -> Response:
         row.password_hash = password_hash
         row.locked_until = None
         row.updated_at = now
+    end_session_everywhere("password_reset", account_id=account.id)  # single logout first
     ended = get_sessions().store.delete_for_account(account.id)
     context.notes.append(f"ended {ended} session(s)")
     write_audit("ok")

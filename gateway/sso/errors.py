@@ -39,3 +39,24 @@ class AuthorizationRequestInvalid(SsoError):
         "zh-CN": "应用发起的登录请求无效：{reason}",
         "en": "The application's sign-in request is not valid: {reason}",
     }
+
+
+class ServiceInvalid(SsoError):
+    """CAS: the ``service`` of a login request matches no registered service prefix."""
+
+    code = "service_invalid"
+    templates = {
+        "zh-CN": "发起登录的应用地址未在本平台登记，登录不会继续。请联系该应用的管理员。",
+        "en": "The address of the application that sent you here is not registered with this "
+        "platform; the sign-in does not continue. Contact the application's administrator.",
+    }
+
+
+class ApplicationUnknown(CertGateError):
+    """The account page named an application this account has not used (or no longer exists)."""
+
+    code = "application_unknown"
+    templates = {
+        "zh-CN": "未找到该应用，或您尚未使用它登录。请刷新页面后重试。",
+        "en": "This application is unknown or you have not signed in to it; reload the page.",
+    }

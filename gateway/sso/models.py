@@ -167,6 +167,9 @@ class SsoParticipation(Base):
     # CAS: the service ticket the client validated (its SessionIndex in a LogoutRequest).
     cas_ticket: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Set when the session ended (or the person signed out of this client) and the logout
+    # message was queued (revision 0011): each participation is told once.
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class CasTicket(Base):
@@ -183,6 +186,9 @@ class CasTicket(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Issued right after a login made for it (revision 0011): what renew=true validation asks
+    # for, and the p3 attribute isFromNewLogin.
+    from_new_login: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class LogoutDelivery(Base):
@@ -193,10 +199,17 @@ class LogoutDelivery(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     client_id: Mapped[str] = mapped_column(ForeignKey(_CLIENT_FK, ondelete="CASCADE"), index=True)
     protocol: Mapped[str] = mapped_column(String(8))
-    payload: Mapped[str] = mapped_column(Text)  # a logout_token JWT, or a SAML LogoutRequest
+    # OIDC: the logout token's claims (JSON), signed afresh at each attempt; CAS: the SAML
+    # LogoutRequest.
+    payload: Mapped[str] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     state: Mapped[str] = mapped_column(String(16), default=DELIVERY_PENDING)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Revision 0011: where the message goes (the back-channel logout URI, or the CAS service
+    # URL), whose session it ends, and why (logout, expired, account_frozen, ...).
+    url: Mapped[str | None] = mapped_column(String(2048))
+    account_public_id: Mapped[str | None] = mapped_column(String(36))
+    reason: Mapped[str | None] = mapped_column(String(32))

@@ -229,11 +229,6 @@ def test_a_code_is_refused_the_second_time(gateway: Gateway) -> None:
     assert "access_token" not in second.json()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the gateway does not yet revoke the tokens issued from a code presented twice "
-    "(RFC 6749 section 4.1.2, SHOULD)",
-)
 def test_a_reused_code_revokes_the_tokens_it_gave(gateway: Gateway) -> None:
     made = gateway.client(consent="skip")
     verifier = secrets.token_urlsafe(48)

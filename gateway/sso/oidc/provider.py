@@ -144,6 +144,27 @@ class S256CodeChallenge(CodeChallenge):
         super().validate_code_challenge(grant, redirect_uri)
 
 
+def _revoke_after_reuse(session: Any, code_hash: str, client_id: str, now: datetime) -> None:
+    """A code presented again after it was exchanged: someone else holds a copy, so the tokens
+    it gave are revoked (RFC 6749 §4.1.2, OAuth 2.0 Security BCP §4.5). The tokens descend
+    from the code's client and gateway session (refresh tokens keep both), so every token of
+    that client in that session goes."""
+    row = session.get(SsoAuthorizationCode, code_hash)
+    if row is None or row.used_at is None or row.client_id != client_id:
+        return
+    for table in (SsoAccessToken, SsoRefreshToken):
+        session.execute(
+            update(table)
+            .where(
+                table.client_id == client_id,
+                table.gateway_session_id == row.gateway_session_id,
+                table.revoked_at.is_(None),
+            )
+            .values(revoked_at=now)
+        )
+    g.certgate_sso_note = "authorization code reused: the tokens it gave revoked"
+
+
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
 
@@ -189,6 +210,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 .values(used_at=now)
             )
             if not getattr(consumed, "rowcount", 0):
+                _revoke_after_reuse(session, code_hash, client.client_id, now)
                 return None
             row = session.get(SsoAuthorizationCode, code_hash)
             assert row is not None
