@@ -1,5 +1,6 @@
 """Account API for the account page: who is signed in, bound certificates (unbind), active
-sessions (sign out), recent login history from the audit trail, and agreement consent.
+sessions (sign out), recent login history from the audit trail, agreement consent, and
+cancellation (gateway/lifecycle/cancellation.py).
 
 Every route needs a live session; every state change also needs the session's CSRF token in
 ``X-CSRF-Token`` and a JSON body (a browser sends JSON across origins only after a CORS preflight,
@@ -58,7 +59,7 @@ def _session() -> tuple[SessionRecord, Account]:
 
 
 def _state_change(
-    event: str, schema: dict[str, type]
+    event: str, schema: dict[str, type], *, optional: dict[str, type] | None = None
 ) -> tuple[SessionRecord, Account, dict[str, Any]]:
     """Origin, session, CSRF token and JSON body (with ``schema``) of a state change."""
     context = begin_audit(event)
@@ -67,7 +68,7 @@ def _state_change(
     context.account_public_id = account.public_id
     if not get_sessions().csrf_ok(record, request):
         raise BadRequest("missing or wrong CSRF token")
-    return record, account, json_body(schema)
+    return record, account, json_body(schema, optional=optional)
 
 
 def session_reference(id_hash: str) -> str:
@@ -169,12 +170,16 @@ def certificates() -> Response:
 @bp.post("/certificates/unbind")
 def unbind() -> Response:
     _, account, body = _state_change("certificate_unbound", {"kind": str, "value": str})
+    from gateway.lifecycle.notices import get_notices
+
+    now = clock.now()
     try:
-        get_accounts().unbind(account.public_id, body["kind"], body["value"])
+        get_accounts().unbind(account.public_id, body["kind"], body["value"], at=now)
     except AccountInputError as exc:
         raise BadRequest(str(exc)) from None
     if body["kind"] == BindingKind.SHA256:
         g.certgate_audit.certificate_thumbprint = body["value"][:64]
+    get_notices().post(account.id, "certificate_unbound", at=now)
     write_audit("ok")
     return jsonify({"ok": True})
 
@@ -282,6 +287,37 @@ def consent() -> Response:
     g.certgate_audit.notes.append(f"version {version}")
     write_audit("ok")
     return jsonify({"ok": True, "recorded": True, "version": version})
+
+
+# --- cancellation ---------------------------------------------------------------------------------
+
+
+@bp.post("/cancel")
+def cancel() -> Response:
+    """Cancellation (注销) by the holder: ``{"confirm": true}`` and a login in the last minutes
+    (gateway/lifecycle/cancellation.py). The consent gate lets this through: a person may leave
+    instead of accepting a new agreement."""
+    from flask import current_app
+
+    from gateway.lifecycle.cancellation import (
+        check_recent_login,
+        end_sessions_everywhere,
+        erase_account,
+    )
+
+    record, account, body = _state_change("account_cancelled", {"confirm": bool})
+    if body["confirm"] is not True:
+        raise BadRequest('cancellation needs "confirm": true')
+    now = clock.now()
+    check_recent_login(record, at=now)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    ended = end_sessions_everywhere(app, account.id, at=now, reason="account_cancelled")
+    erase_account(app, account, at=now)
+    g.certgate_audit.notes.append(f"ended {ended} session(s)")
+    write_audit("ok")
+    response = jsonify({"ok": True, "status": "cancelled", "sessions_ended": ended})
+    get_sessions().clear_cookie(response)
+    return response
 
 
 def init_app(app: Flask) -> None:

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import ColumnElement, bindparam, literal_column, select, union_all
+from sqlalchemy import ColumnElement, bindparam, delete, exists, literal_column, select, union_all
 from sqlalchemy.orm import Session
 
 from certs.errors import AccountNotFound
@@ -30,6 +30,7 @@ from certs.identifiers import (
 )
 from certs.identity import normalize_issuer_serial
 from certs.mapping import AccountKind, AccountRef, BindingKind, IdentityField, Probe
+from gateway.lifecycle.models import RefusedCertificate
 from gateway.passwords import Passwords, password_problem
 from gateway.storage.database import Database
 from gateway.storage.models import (
@@ -40,6 +41,7 @@ from gateway.storage.models import (
     REAL_NAME_LEVELS,
     Account,
     CertificateBinding,
+    CertificateDetails,
 )
 from gateway.storage.personal_data import PersonalDataCipher
 from gateway.storage.prepared import Prepared
@@ -496,12 +498,26 @@ class AccountService:
                     account_id=account_id, kind=kind, value=kind_value, label=label, created_at=at
                 )
             )
+            # Bound again after an unbinding: the certificate signs in to this account again.
+            session.execute(
+                delete(RefusedCertificate).where(
+                    RefusedCertificate.account_id == account_id,
+                    RefusedCertificate.thumbprint.in_(_thumbprints(session, kind, kind_value)),
+                )
+            )
             session.flush()
             account = session.get_one(Account, account_id)
             session.refresh(account)
             return self.view(account)
 
-    def unbind(self, reference: str, kind: str, value: str) -> AccountView:
+    def unbind(
+        self, reference: str, kind: str, value: str, *, at: datetime | None = None
+    ) -> AccountView:
+        """Remove a binding. The certificate is refused for this account from then on, also
+        when a lookup (credit code, ID-card number, e-mail) would find the account: unbinding
+        means that key no longer signs in here. (Its thumbprint is what is refused; for an
+        issuer+serial binding, the thumbprints of the certificates with that issuer and serial
+        the gateway has seen.)"""
         kind_value = _normalize_binding(kind, value)
         account_id = self.find(reference).id
         with self.database.session() as session:
@@ -515,10 +531,30 @@ class AccountService:
             if binding is None:
                 raise AccountInputError("binding: this account has no such binding")
             session.delete(binding)
+            refused_at = at or binding.created_at
+            for thumbprint in _thumbprints(session, kind, kind_value):
+                if session.get(RefusedCertificate, (account_id, thumbprint)) is None:
+                    session.add(
+                        RefusedCertificate(
+                            account_id=account_id, thumbprint=thumbprint, refused_at=refused_at
+                        )
+                    )
             session.flush()
             account = session.get_one(Account, account_id)
             session.refresh(account)
             return self.view(account)
+
+
+def _thumbprints(session: Session, kind: str, value: str) -> list[str]:
+    """The SHA-256 thumbprints a binding names: its value, or the certificates with that issuer
+    and serial the gateway has recorded."""
+    if kind == BindingKind.SHA256:
+        return [value]
+    return list(
+        session.scalars(
+            select(CertificateDetails.thumbprint).where(CertificateDetails.issuer_serial == value)
+        ).all()
+    )
 
 
 def _normalize_binding(kind: str, value: str) -> str:
@@ -544,8 +580,11 @@ def _normalize_binding(kind: str, value: str) -> str:
 class SqlAccountDirectory:
     """``certs.mapping.AccountDirectory`` over the gateway's tables."""
 
-    def __init__(self, service: AccountService) -> None:
+    def __init__(self, service: AccountService, *, thumbprint: str | None = None) -> None:
+        """``thumbprint``: the leaf's SHA-256 thumbprint; lookups then leave out the accounts
+        it was unbound from (``refused_certificates``)."""
         self.service = service
+        self.thumbprint = thumbprint
         # Every account row the look-up returned, by public id: the probes read what the login
         # needs of the account, so that its account read (find_for_login) is served from here
         # rather than by one more statement (bench/bench_login.py).
@@ -564,7 +603,11 @@ class SqlAccountDirectory:
         parameters: dict[str, str] = {}
         for index, probe in enumerate(asked):
             parameters[f"kind{index}"], parameters[f"value{index}"] = self._stored(probe)
-        statement = _probe_statement(tuple(_probe_kind(probe) for probe in asked))
+        if self.thumbprint is not None:
+            parameters["refused_thumbprint"] = self.thumbprint
+        statement = _probe_statement(
+            tuple(_probe_kind(probe) for probe in asked), refusals=self.thumbprint is not None
+        )
         with self.service.database.connection() as connection:
             rows = statement.execute(connection, parameters).rows
         for row in rows:
@@ -616,10 +659,12 @@ def _probe_kind(probe: Probe) -> BindingKind | IdentityField | None:
 
 
 @functools.lru_cache(maxsize=256)
-def _probe_statement(shape: tuple[BindingKind | IdentityField | None, ...]) -> Prepared:
+def _probe_statement(
+    shape: tuple[BindingKind | IdentityField | None, ...], *, refusals: bool = False
+) -> Prepared:
     """One SELECT per probe, tagged with the probe's position, as one statement. Built once per
     shape (a trust anchor's rule gives the same shape on every login); values are parameters
-    ``kind<n>`` and ``value<n>``."""
+    ``kind<n>`` and ``value<n>`` (and ``refused_thumbprint`` with ``refusals``)."""
     branches: list[Any] = []
     for index, kind in enumerate(shape):
         # Login rows (see SqlAccountDirectory.rows); the tag says which probe found the row.
@@ -637,6 +682,14 @@ def _probe_statement(shape: tuple[BindingKind | IdentityField | None, ...]) -> P
             branch = branch.where(
                 Account.kind == bindparam(f"kind{index}"), column == bindparam(f"value{index}")
             )
+            if refusals:
+                # A certificate unbound from the account does not find it by lookup either.
+                branch = branch.where(
+                    ~exists().where(
+                        RefusedCertificate.account_id == Account.id,
+                        RefusedCertificate.thumbprint == bindparam("refused_thumbprint"),
+                    )
+                )
         branches.append(branch)
     return Prepared(branches[0] if len(branches) == 1 else union_all(*branches))
 

@@ -175,6 +175,8 @@ CAPABILITY_STATUS: Mapping[str, int] = {
     "consent_required": 403,
     # Single sign-on (gateway/sso/errors.py): the account page names an application not used.
     "application_unknown": 404,
+    "reauthentication_required": 403,
+    "certificate_bound_elsewhere": 409,
     # QR-code login (gateway/qr/errors.py).
     "qr_ticket_unknown": 404,
     "qr_ticket_expired": 410,

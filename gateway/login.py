@@ -147,7 +147,8 @@ def _certificate_login(
     context = g.certgate_audit
     context.notes.extend(scrub_detail(warning) for warning in chain.warnings)
     accounts = get_accounts()
-    directory = SqlAccountDirectory(accounts)
+    # Knowing the leaf, the look-up leaves out accounts this certificate was unbound from.
+    directory = SqlAccountDirectory(accounts, thumbprint=context.certificate_thumbprint)
     # The look-up and the login's writes share one connection and one transaction (the
     # look-up is a single statement, so the write turn is held only as long as the writes
     # need it); a connection of its own for the read cost a check-out and a check-in per login

@@ -282,6 +282,57 @@ def unbind(
     _show(view)
 
 
+REASON_HELP = "Why (recorded, audited, and told to the account in its notice)."
+MAX_REASON = 500
+
+
+def _change_status(account_ref: str, status: str, reason: str | None) -> None:
+    """Set ACCOUNT's status with the operator's reason: recorded, audited, the account notified
+    (in-site message, and SMS or e-mail through the senders); a stopping status ends its
+    sessions."""
+    from gateway.accounts import get_accounts
+    from gateway.lifecycle.cancellation import end_sessions_everywhere
+    from gateway.lifecycle.models import AccountStatusChange
+    from gateway.lifecycle.notices import get_notices
+
+    reason = (reason or "").strip()
+    if len(reason) > MAX_REASON:
+        raise OperatorInputError(f"--reason: at most {MAX_REASON} characters")
+    app = operator_app()
+    accounts = get_accounts(app)
+    at = now(app)
+    view = _run(lambda: accounts.set_status(account_ref, status, at=at))
+    account_id = accounts.find(view.id).id
+    with accounts.database.session() as session:
+        session.add(
+            AccountStatusChange(
+                account_id=account_id, status=status, reason=reason or "—", changed_at=at
+            )
+        )
+    ended = (
+        0
+        if status == "active"
+        else end_sessions_everywhere(app, account_id, at=at, reason="account_frozen")
+    )
+    get_notices(app).post(account_id, NOTICE_BY_STATUS[status], at=at, reason=reason or "—")
+    event = "account_unfrozen" if status == "active" else "account_frozen"
+    detail = status if status != "active" else None
+    if status != "active":
+        detail = f"{status}; ended {ended} session(s)"
+    if reason:
+        detail = f"{detail}; reason: {reason}" if detail else f"reason: {reason}"
+    audit_operator(app, event, account=view.id, detail=detail)
+    _show(view)
+
+
+NOTICE_BY_STATUS = {
+    "frozen": "account_frozen",
+    "suspended": "account_suspended",
+    "terminated": "account_terminated",
+    "active": "account_reactivated",
+}
+
+
 @account.command("freeze")
 @click.argument("account_ref", metavar="ACCOUNT")
 @click.option(
@@ -291,31 +342,70 @@ def unbind(
     show_default=True,
     help="frozen (冻结), suspended (暂停) or terminated (终止).",
 )
-def freeze(account_ref: str, status: str) -> None:
-    """Stop ACCOUNT from signing in, and end its sessions."""
-    from gateway.accounts import get_accounts
-    from gateway.sessions import get_sessions
+@click.option("--reason", help=REASON_HELP)
+def freeze(account_ref: str, status: str, reason: str | None) -> None:
+    """Freeze (冻结) ACCOUNT: it cannot sign in, its sessions end, it is notified."""
+    _change_status(account_ref, status, reason)
 
-    app = operator_app()
-    accounts = get_accounts(app)
-    view = _run(lambda: accounts.set_status(account_ref, status, at=now(app)))
-    ended = get_sessions(app).store.delete_for_account(accounts.find(view.id).id)
-    audit_operator(
-        app, "account_frozen", account=view.id, detail=f"{status}; ended {ended} session(s)"
-    )
-    _show(view)
+
+@account.command("suspend")
+@click.argument("account_ref", metavar="ACCOUNT")
+@click.option("--reason", required=True, help=REASON_HELP)
+def suspend(account_ref: str, reason: str) -> None:
+    """Suspend (暂停) ACCOUNT: it cannot sign in, its sessions end, it is notified."""
+    _change_status(account_ref, "suspended", reason)
+
+
+@account.command("terminate")
+@click.argument("account_ref", metavar="ACCOUNT")
+@click.option("--reason", required=True, help=REASON_HELP)
+def terminate(account_ref: str, reason: str) -> None:
+    """Terminate (终止) ACCOUNT's service: it cannot sign in, its sessions end, it is
+    notified. Unlike cancellation, its data stays (an operator can reactivate it)."""
+    _change_status(account_ref, "terminated", reason)
 
 
 @account.command("unfreeze")
 @click.argument("account_ref", metavar="ACCOUNT")
-def unfreeze(account_ref: str) -> None:
-    """Let ACCOUNT sign in again (also clears a lockout)."""
+@click.option("--reason", help=REASON_HELP)
+def unfreeze(account_ref: str, reason: str | None) -> None:
+    """Let ACCOUNT sign in again (also clears a lockout); it is notified."""
+    _change_status(account_ref, "active", reason)
+
+
+@account.command("set-real-name-level")
+@click.argument("account_ref", metavar="ACCOUNT")
+@click.argument("level", type=click.IntRange(0, 3))
+@click.option("--reason", required=True, help="How the identity was checked (e.g. 柜台核验).")
+def set_real_name_level(account_ref: str, level: int, reason: str) -> None:
+    """Set ACCOUNT's real-name level (0-3) after checking the holder's identity, e.g. in
+    person (level 2) or by face (level 3); audited with the reason, the account notified."""
+    from sqlalchemy import update
+
     from gateway.accounts import get_accounts
+    from gateway.lifecycle.notices import get_notices
+    from gateway.storage.models import Account
 
     app = operator_app()
-    view = _run(lambda: get_accounts(app).set_status(account_ref, "active", at=now(app)))
-    audit_operator(app, "account_unfrozen", account=view.id)
-    _show(view)
+    accounts = get_accounts(app)
+    found = _run(lambda: accounts.find(account_ref))
+    if found.status == "cancelled":
+        raise OperatorInputError("set-real-name-level: the account is cancelled")
+    at = now(app)
+    with accounts.database.session() as session:
+        session.execute(
+            update(Account)
+            .where(Account.id == found.id)
+            .values(real_name_level=level, updated_at=at)
+        )
+    get_notices(app).post(found.id, "real_name_level", at=at, level=level)
+    audit_operator(
+        app,
+        "real_name_level_set",
+        account=found.public_id,
+        detail=f"level {found.real_name_level} -> {level}; reason: {reason.strip()[:MAX_REASON]}",
+    )
+    _show(_run(lambda: accounts.view(accounts.find(found.public_id))))
 
 
 @account.command("cancel")
@@ -325,13 +415,20 @@ def cancel(account_ref: str, yes: bool) -> None:
     """Cancel (注销) ACCOUNT: delete its personal data and bindings, end its sessions, keep its
     audit trail. It cannot be undone."""
     from gateway.accounts import get_accounts
-    from gateway.sessions import get_sessions
 
     if not yes:
         raise OperatorInputError("cancel: personal data is deleted for good; add --yes")
     app = operator_app()
     accounts = get_accounts(app)
-    view = _run(lambda: accounts.cancel(account_ref, at=now(app)))
-    ended = get_sessions(app).store.delete_for_account(accounts.find(view.id).id)
-    audit_operator(app, "account_cancelled", account=view.id, detail=f"ended {ended} session(s)")
-    _show(view)
+    from gateway.lifecycle.cancellation import end_sessions_everywhere, erase_account
+
+    found = _run(lambda: accounts.find(account_ref))
+    if found.status == "cancelled":
+        raise OperatorInputError("status: the account is already cancelled")
+    at = now(app)
+    ended = end_sessions_everywhere(app, found.id, at=at, reason="account_cancelled")
+    _run(lambda: erase_account(app, found, at=at))
+    audit_operator(
+        app, "account_cancelled", account=found.public_id, detail=f"ended {ended} session(s)"
+    )
+    _show(accounts.view(accounts.find(found.public_id)))

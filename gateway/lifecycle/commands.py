@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import click
+from flask import Flask
 
 from gateway.commands.common import OperatorInputError, audit_operator, now, operator_app
 
@@ -38,8 +39,36 @@ def publish(version: str, text_file: Path, summary: str | None) -> None:
         published = get_agreements(app).publish(version, text, summary=summary, at=now(app))
     except AgreementInputError as exc:
         raise OperatorInputError(str(exc)) from None
-    audit_operator(app, "agreement_published", detail=f"version {published.version}")
-    click.echo(f"published agreement version {published.version}")
+    notified = _notify_accounts(app, published.version, published.summary)
+    audit_operator(
+        app,
+        "agreement_published",
+        detail=f"version {published.version}; {notified} account(s) notified",
+    )
+    click.echo(f"published agreement version {published.version}; {notified} account(s) notified")
+
+
+def _notify_accounts(app: Flask, version: str, summary: str | None) -> int:
+    """Every account that can still sign in gets an in-site message and the notice by SMS or
+    e-mail: it will be asked to accept the new version."""
+    from sqlalchemy import select
+
+    from gateway.accounts import DISABLED_STATES
+    from gateway.lifecycle.notices import get_notices
+    from gateway.storage.database import get_database
+    from gateway.storage.models import Account
+
+    with get_database(app).session() as session:
+        ids = session.scalars(
+            select(Account.id).where(Account.status.not_in(DISABLED_STATES)).order_by(Account.id)
+        ).all()
+    notices = get_notices(app)
+    at = now(app)
+    for account_id in ids:
+        notices.post(
+            account_id, "agreement_published", at=at, version=version, summary=summary or "—"
+        )
+    return len(ids)
 
 
 @agreement.command("list")

@@ -32,6 +32,7 @@ from gateway.errors import AccountDisabled, CredentialsInvalid
 from gateway.http import address, begin_audit, check_origin, json_body, write_audit
 from gateway.lifecycle.codes import code_field, get_codes
 from gateway.lifecycle.errors import CodeInvalid
+from gateway.lifecycle.notices import get_notices
 from gateway.lifecycle.policy import check_new_password
 from gateway.lifecycle.senders import SMS
 from gateway.lifecycle.signin import SMS as SMS_ASSURANCE
@@ -116,6 +117,7 @@ def reset_password() -> Response:
     end_session_everywhere("password_reset", account_id=account.id)  # single logout first
     ended = get_sessions().store.delete_for_account(account.id)
     context.notes.append(f"ended {ended} session(s)")
+    get_notices().post(account.id, "password_reset", at=now)
     write_audit("ok")
     response = jsonify({"ok": True, "sessions_ended": ended})
     get_sessions().clear_cookie(response)
@@ -162,6 +164,7 @@ def change_password() -> Response:
         )
         ended = int(others.rowcount)  # type: ignore[attr-defined]
     context.notes.append(f"ended {ended} other session(s)")
+    get_notices().post(account.id, "password_changed", at=now)
     write_audit("ok")
     g.certgate_skip_audit = True
     return jsonify({"ok": True, "other_sessions_ended": ended})

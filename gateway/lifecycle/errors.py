@@ -142,3 +142,32 @@ class ConsentRequired(AgreementOutdated):
         "en": "The service agreement is now version {version}. Read and accept it (or cancel "
         "the account) before doing anything else.",
     }
+
+
+class ReauthenticationRequired(CertGateError):
+    """Cancellation needs a login (any factor) in the last few minutes; this session is older."""
+
+    code = "reauthentication_required"
+    templates = {
+        "zh-CN": "为确认是您本人操作，请重新登录（{minutes} 分钟内登录过）后再注销账户。",
+        "en": "To make sure it is you, sign in again (within the last {minutes} minutes) "
+        "before cancelling the account.",
+    }
+
+    def __init__(self, detail: str = "", *, minutes: int) -> None:
+        super().__init__(detail, minutes=minutes)
+        self.minutes = minutes
+
+    def json_fields(self) -> dict[str, int]:
+        return {"within_minutes": self.minutes}
+
+
+class CertificateBoundElsewhere(CertGateError):
+    """The certificate presented for binding is bound to, or identifies, another account."""
+
+    code = "certificate_bound_elsewhere"
+    templates = {
+        "zh-CN": "该证书已绑定或属于其他账户，不能绑定到当前账户。如有疑问请联系客服。",
+        "en": "This certificate is bound to, or belongs to, another account and cannot be "
+        "bound to this one. Contact support if this is unexpected.",
+    }
