@@ -116,7 +116,7 @@ PAGE = """<!doctype html>
   <dt>账户类型 account_kind</dt><dd id="account-kind">{{ user.account_kind }}</dd>
   <dt>统一社会信用代码 uscc</dt><dd id="uscc">{{ user.uscc or "—" }}</dd>
   <dt>认证级别 acr</dt><dd id="acr">{{ user.acr }}</dd>
-  <dt>认证方式 amr</dt><dd id="amr">{{ user.amr | join(" ") }}</dd>
+  <dt>认证方式 amr</dt><dd id="amr">{{ user.amr | join(" ") or "—" }}</dd>
 </dl>
 <details><summary>全部属性 / All attributes</summary><dl id="attributes">
 {% for name, values in user.attributes.items() %}
@@ -174,6 +174,10 @@ def create_app(config: CasAppConfig, *, secret_key: str | None = None) -> Flask:
     @app.get("/")
     def home() -> Response:
         return page()
+
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        return Response(status=204)
 
     @app.get("/login")
     def login() -> BaseResponse:

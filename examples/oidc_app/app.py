@@ -204,6 +204,10 @@ def create_app(config: OidcAppConfig, *, secret_key: str | None = None) -> Flask
     def home() -> Response:
         return page()
 
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        return Response(status=204)
+
     @app.get("/login")
     def login() -> BaseResponse:
         # Authlib makes the state, the nonce and the PKCE verifier and keeps them in the

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import Response
 
 from certs.errors import CertGateError
 from gateway.sso.clients import RegisteredClient
 from gateway.sso.errors import AuthorizationRequestInvalid
-from gateway.web import page_language, render_page
+from gateway.web import content_security_policy, page_language, render_page
 
 
 def message_of(error: CertGateError) -> str:
@@ -32,8 +34,9 @@ def consent_page(
     scopes: list[str],
     csrf_token: str,
     action: str,
+    redirect_uri: str,
 ) -> Response:
-    return render_page(
+    response = render_page(
         "sso_consent.html",
         client_name=client.name,
         account_name=account_name,
@@ -41,3 +44,11 @@ def consent_page(
         csrf_token=csrf_token,
         action=action,
     )
+    # The form posts here and the answer redirects to the client: browsers hold that redirect
+    # to the page's form-action too, so the (registered, exactly matched) redirect URI's
+    # origin is allowed beside 'self'.
+    parts = urlsplit(redirect_uri)
+    response.headers["Content-Security-Policy"] = content_security_policy().replace(
+        "form-action 'self'", f"form-action 'self' {parts.scheme}://{parts.netloc}"
+    )
+    return response

@@ -230,6 +230,8 @@ def test_a_code_is_refused_the_second_time(gateway: Gateway) -> None:
 
 
 def test_a_reused_code_revokes_the_tokens_it_gave(gateway: Gateway) -> None:
+    """RFC 6749 section 4.1.2: a code presented twice SHOULD revoke the tokens it gave; the
+    first access token then fails at userinfo."""
     made = gateway.client(consent="skip")
     verifier = secrets.token_urlsafe(48)
     code = _code(gateway, made, verifier)

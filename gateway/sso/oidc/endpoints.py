@@ -268,6 +268,7 @@ def authorize() -> BaseResponse:
             scopes=scope.split(),
             csrf_token=record.csrf_token,
             action=request.full_path.rstrip("?"),
+            redirect_uri=redirect_uri,
         )
     return _finish(server, grant, record, account, granted=True)
 
