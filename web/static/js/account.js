@@ -211,6 +211,8 @@ async function loadHistory() {
 // --- start -----------------------------------------------------------------------------------
 
 document.getElementById("logout").addEventListener("click", () => logout("signed_out"));
+// A USB key bound from this page (account_life.js): list the certificates again.
+document.addEventListener("certgate:certificates-changed", () => Promise.all([loadCertificates(), loadHistory()]).catch(problem));
 document.documentElement.dataset.ready = "account"; // handlers attached (tests wait for this)
 
 async function start() {
