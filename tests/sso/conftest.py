@@ -18,6 +18,7 @@ from joserfc.jwk import KeySet
 from gateway.accounts import get_accounts
 from gateway.clock import FixedClock
 from gateway.sso.clients import NewClient, get_clients
+from gateway.sso.logout import get_logout_worker
 from softhsm.pki import random_id_card_number
 from tests.gateway.conftest import (  # noqa: F401 (the gateway tests' fixtures)
     PASSWORD,
@@ -167,6 +168,9 @@ def make_gateway(
     yield make
     for context in contexts:
         context.__exit__(None, None, None)
+    for served in running:
+        if served.app is not None:  # the single logout worker's thread, if it started
+            get_logout_worker(served.app).stop()
 
 
 @pytest.fixture
