@@ -2,8 +2,10 @@
 
 A test PKI with its CRL and OCSP servers, a SoftHSM demo token (one enterprise and one person
 certificate) standing in for a USB key, demo accounts bound to those certificates, the gateway
-(`certgate serve`) and the local signing agent (`certgate agent serve`), each in a child process.
-It prints the URL, the token PIN and a demo password, and runs until Ctrl-C or SIGTERM, when it
+(`certgate serve`), the local signing agent (`certgate agent serve`), and two example
+applications signing in through the gateway (``examples/oidc_app``, OpenID Connect, and
+``examples/cas_app``, CAS 3.0, registered with `certgate client add`), each in a child process.
+It prints the URLs, the token PIN and a demo password, and runs until Ctrl-C or SIGTERM, when it
 stops every child and waits for it.
 
 The first run creates everything under ``.demo/`` in the working directory; later runs reuse it
@@ -39,6 +41,9 @@ PREFERRED_CRL_PORT = 18701
 PREFERRED_OCSP_PORT = 18702  # the test PKI uses this and the next two ports (one responder per CA)
 PREFERRED_GATEWAY_PORT = 8080
 PREFERRED_AGENT_PORT = 21790  # tokens.agent.DEFAULT_PORT
+PREFERRED_OIDC_APP_PORT = 5001
+PREFERRED_CAS_APP_PORT = 5002
+REPOSITORY = Path(__file__).resolve().parent.parent  # examples/ lives beside softhsm/
 # FOR THE DEMO ONLY: printed at start; the demo database keeps only its argon2id hash.
 DEMO_PASSWORD = "certgate-demo-2026"
 ENTERPRISE_LOGIN_NAME = "demo"
@@ -171,9 +176,7 @@ def write_gateway_config(demo_dir: Path, pki: TestPki, origin: str) -> Path:
     return config
 
 
-def _run_certgate(
-    arguments: Sequence[str], environment: Mapping[str, str], stdin: str = ""
-) -> None:
+def _run_certgate(arguments: Sequence[str], environment: Mapping[str, str], stdin: str = "") -> str:
     result = subprocess.run(
         [*_certgate_command(), *arguments],
         input=stdin,
@@ -184,6 +187,7 @@ def _run_certgate(
     )
     if result.returncode != 0:
         raise SystemExit(f"Error: certgate {' '.join(arguments[:3])}: {result.stderr.strip()}")
+    return result.stdout
 
 
 def create_demo_accounts(
@@ -214,6 +218,68 @@ def create_demo_accounts(
     ready.write_text("ready\n", encoding="utf-8")
 
 
+@dataclass(frozen=True)
+class DemoApplications:
+    oidc_url: str
+    cas_url: str
+    oidc_config: Path  # the OpenID Connect application's settings, its client secret included
+
+
+def register_applications(
+    demo_dir: Path, origin: str, oidc_port: int, cas_port: int, environment: Mapping[str, str]
+) -> DemoApplications:
+    """The two example applications as clients of the gateway (`certgate client add ...
+    --json`), registered again when their URLs changed since the last run (another port)."""
+    folder = demo_dir / "examples"
+    folder.mkdir(exist_ok=True)
+    oidc_url, cas_url = f"http://127.0.0.1:{oidc_port}", f"http://127.0.0.1:{cas_port}"
+    registered_file = folder / "clients.json"
+    registered = (
+        json.loads(registered_file.read_text(encoding="utf-8")) if registered_file.exists() else {}
+    )
+    oidc = registered.get("oidc") or {}
+    if oidc.get("url") != oidc_url or oidc.get("issuer") != origin:
+        if oidc.get("client_id"):
+            _run_certgate(["client", "remove", oidc["client_id"]], environment)
+        answer = _run_certgate(
+            [
+                *("client", "add", "示例应用（OpenID Connect）", "--protocol", "oidc"),
+                *("--redirect-uri", f"{oidc_url}/callback"),
+                *("--post-logout-redirect-uri", f"{oidc_url}/"),
+                *("--backchannel-logout-uri", f"{oidc_url}/backchannel-logout"),
+                "--json",
+            ],
+            environment,
+        )
+        oidc = {**json.loads(answer), "url": oidc_url, "issuer": origin}
+    cas = registered.get("cas") or {}
+    if cas.get("url") != cas_url:
+        if cas.get("client_id"):
+            _run_certgate(["client", "remove", cas["client_id"]], environment)
+        answer = _run_certgate(
+            [
+                *("client", "add", "示例应用（CAS）", "--protocol", "cas"),
+                *("--service", f"{cas_url}/", "--json"),
+            ],
+            environment,
+        )
+        cas = {**json.loads(answer), "url": cas_url}
+    registered_file.write_text(json.dumps({"oidc": oidc, "cas": cas}) + "\n", encoding="utf-8")
+    oidc_config = folder / "oidc_app.toml"
+    settings = {
+        "issuer": origin,
+        "client_id": oidc["client_id"],
+        "client_secret": oidc["client_secret"],
+        "host": "127.0.0.1",
+        "port": oidc_port,
+    }
+    oidc_config.write_text(
+        "".join(f"{name} = {json.dumps(value)}\n" for name, value in settings.items()),
+        encoding="utf-8",
+    )
+    return DemoApplications(oidc_url, cas_url, oidc_config)
+
+
 @dataclass
 class Child:
     name: str
@@ -222,16 +288,22 @@ class Child:
 
 
 def start_child(
-    name: str, arguments: Sequence[str], environment: Mapping[str, str], cwd: Path, logs: Path
+    name: str,
+    arguments: Sequence[str],
+    environment: Mapping[str, str],
+    cwd: Path,
+    logs: Path,
+    command: Sequence[str] | None = None,
 ) -> Child:
-    """A ``certgate`` child process, output to ``logs/<name>.log``. Started through
-    ``setpriv --pdeathsig TERM`` when available, so it stops even if the demo is killed."""
+    """A ``certgate`` child process (or ``command``), output to ``logs/<name>.log``. Started
+    through ``setpriv --pdeathsig TERM`` when available, so it stops even if the demo is
+    killed."""
     logs.mkdir(exist_ok=True)
     log = logs / f"{name}.log"
     die_with_parent = [_SETPRIV, "--pdeathsig", "TERM"] if _SETPRIV else []
     with log.open("ab") as output:
         process = subprocess.Popen(
-            [*die_with_parent, *_certgate_command(), *arguments],
+            [*die_with_parent, *(command or _certgate_command()), *arguments],
             cwd=cwd,
             env={**os.environ, **environment},
             stdin=subprocess.DEVNULL,
@@ -311,11 +383,16 @@ def main() -> int:
     conf = kit.environ()["SOFTHSM2_CONF"]
     gateway_port = _free_port(PREFERRED_GATEWAY_PORT)
     agent_port = _free_port(PREFERRED_AGENT_PORT)
+    oidc_port = _free_port(PREFERRED_OIDC_APP_PORT)
+    cas_port = _free_port(PREFERRED_CAS_APP_PORT)
+    if cas_port == oidc_port:  # 5001 taken: both fell back to the kernel's pick, twice
+        cas_port = _free_port(PREFERRED_CAS_APP_PORT + 1)
     origin = f"http://127.0.0.1:{gateway_port}"
     agent_url = f"http://127.0.0.1:{agent_port}"
     config = write_gateway_config(demo_dir, pki, origin)
     gateway_environment = {"CERTGATE_CONFIG_FILE": str(config), "CERTGATE_AGENT_URL": agent_url}
     create_demo_accounts(demo_dir, certificates, gateway_environment)
+    applications = register_applications(demo_dir, origin, oidc_port, cas_port, gateway_environment)
     logs = demo_dir / "logs"
     children: list[Child] = []
     with pki.serve():
@@ -327,12 +404,34 @@ def main() -> int:
             agent = ["agent", "serve", "--module", SOFTHSM_MODULE, "--allow-origin", origin]
             agent += ["--port", str(agent_port)]
             children.append(start_child("agent", agent, {"SOFTHSM2_CONF": conf}, demo_dir, logs))
+            python = [sys.executable, "-m"]
+            examples_environment = {
+                "PYTHONPATH": os.pathsep.join(
+                    filter(None, (str(REPOSITORY), os.environ.get("PYTHONPATH")))
+                )
+            }
+            oidc_app = ["examples.oidc_app", "--config", str(applications.oidc_config)]
+            children.append(
+                start_child(
+                    "oidc_app", oidc_app, examples_environment, REPOSITORY, logs, command=python
+                )
+            )
+            cas_app = ["examples.cas_app", "--port", str(cas_port), "--cas-url", f"{origin}/cas"]
+            children.append(
+                start_child(
+                    "cas_app", cas_app, examples_environment, REPOSITORY, logs, command=python
+                )
+            )
             wait_until_answering(children[0], f"{origin}/login", {}, stopped)
             wait_until_answering(
                 children[1], f"{agent_url}/v1/certificates", {"Origin": origin}, stopped
             )
+            wait_until_answering(children[2], f"{applications.oidc_url}/", {}, stopped)
+            wait_until_answering(children[3], f"{applications.cas_url}/", {}, stopped)
             if not stopped.is_set():
-                _print_ready(demo_dir, pki, certificates, conf, origin, agent_url, logs)
+                _print_ready(
+                    demo_dir, pki, certificates, conf, origin, agent_url, logs, applications
+                )
             exited = _watch(children, stopped)
             if exited is not None:
                 print(
@@ -346,6 +445,18 @@ def main() -> int:
     return 0
 
 
+def _print_applications(applications: DemoApplications, logs: Path) -> None:
+    print(
+        f"""
+Applications signing in through CertGate (single sign-on; pulling the key signs them out too):
+
+  OpenID Connect  {applications.oidc_url}/   log {logs / "oidc_app.log"}
+  CAS 3.0         {applications.cas_url}/   log {logs / "cas_app.log"}
+""",
+        flush=True,
+    )
+
+
 def _print_ready(
     demo_dir: Path,
     pki: TestPki,
@@ -354,6 +465,7 @@ def _print_ready(
     origin: str,
     agent_url: str,
     logs: Path,
+    applications: DemoApplications,
 ) -> None:
     enterprise = next(who for who, _, _ in certificates if who.kind == "enterprise")
     person = next(who for who, _, _ in certificates if who.kind == "person")
@@ -381,9 +493,9 @@ CertGate demo is running.
             f"  {identity.kind:<10}   {identity.name} ({holder}), {identity.key}, "
             f"CKA_ID {cert_id_hex}\n               {cert_path}"
         )
+    _print_applications(applications, logs)
     print(
-        f"""
-Sign in from a script:
+        f"""Sign in from a script:
 
   CERTGATE_PIN={TOKEN_PIN} SOFTHSM2_CONF={conf} \\
       .venv/bin/certgate agent login {origin} --cert-id {certificates[0][1]}
