@@ -115,3 +115,23 @@ def test_state_changes_need_the_csrf_token(slo_gateway: Gateway, receiver: Logou
     answer = signed.browser.api(f"{BASE}/{signed.cas_client_id}/sign-out", {})
     assert answer.status_code == 400 and answer.json()["error"] == "bad_request"
     assert slo_gateway.browser().session.get(slo_gateway.url + BASE, timeout=10).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("language", "title"), [("zh-CN", "已使用的应用"), ("en", "Applications you used")]
+)
+def test_the_account_page_shows_the_applications_section(
+    slo_gateway: Gateway, language: str, title: str
+) -> None:
+    browser = slo_gateway.browser()
+    browser.password_login()
+    page = browser.session.get(
+        slo_gateway.url + "/account",
+        params={"lang": language},
+        headers=browser.cookie_header(),
+        timeout=10,
+    )
+    assert page.status_code == 200
+    assert 'id="applications"' in page.text and title in page.text
+    script = browser.session.get(slo_gateway.url + "/assets/js/account.js", timeout=10).text
+    assert "/api/v1/account/applications" in script

@@ -178,6 +178,49 @@ async function loadSessions() {
   region.replaceChildren(el("ul", { className: "items" }, ...items));
 }
 
+// --- applications (single sign-on) -----------------------------------------------------------
+
+async function applicationAction(path, done) {
+  try {
+    await gateway(path, { method: "POST", json: {}, csrf });
+    statusRegion.textContent = t(done);
+    await Promise.all([loadApplications(), loadHistory()]);
+  } catch (error) {
+    problem(error);
+  }
+}
+
+async function loadApplications() {
+  const region = document.getElementById("applications");
+  const { applications } = await gateway("/api/v1/account/applications");
+  if (!applications.length) {
+    region.replaceChildren(el("p", { className: "muted", text: t("apps.none") }));
+    return;
+  }
+  const items = applications.map((entry) => {
+    const base = `/api/v1/account/applications/${encodeURIComponent(entry.client_id)}`;
+    const facts = el("dl", { className: "facts compact" });
+    fact(facts, t("apps.last_used"), entry.last_used_at ? formatTime(entry.last_used_at) : t("apps.never"));
+    if (entry.consent) fact(facts, t("apps.consent"), entry.consent.scopes.map((scope) => t(`sso.scope.${scope}`)).join("、"));
+    const buttons = [];
+    if (entry.signed_in) {
+      const signOut = el("button", { type: "button", className: "secondary small", text: t("apps.sign_out") });
+      signOut.addEventListener("click", () => applicationAction(`${base}/sign-out`, "apps.signed_out"));
+      buttons.push(signOut);
+    }
+    if (entry.consent) {
+      const withdraw = el("button", { type: "button", className: "secondary small", text: t("apps.withdraw") });
+      withdraw.addEventListener("click", () => {
+        if (window.confirm(t("apps.withdraw.confirm"))) applicationAction(`${base}/consent/withdraw`, "apps.withdrawn");
+      });
+      buttons.push(withdraw);
+    }
+    const heading = el("h3", {}, entry.name, entry.signed_in ? el("span", { className: "tag current", text: t("apps.signed_in") }) : null);
+    return el("li", { className: "item" }, el("div", { className: "item-main" }, heading, facts), ...buttons);
+  });
+  region.replaceChildren(el("ul", { className: "items" }, ...items));
+}
+
 // --- history ---------------------------------------------------------------------------------
 
 async function loadHistory() {
@@ -227,7 +270,7 @@ async function start() {
   renderAccount(data);
   watchKey(data);
   try {
-    await Promise.all([loadCertificates(), loadSessions(), loadHistory()]);
+    await Promise.all([loadCertificates(), loadSessions(), loadApplications(), loadHistory()]);
   } catch (error) {
     problem(error);
   }
