@@ -37,16 +37,13 @@ REAUTHENTICATION_MINUTES = 5
 
 
 def end_sessions_everywhere(app: Flask, account_id: int, *, at: datetime, reason: str) -> int:
-    """End every session of the account; the number ended. Single logout first when the SSO
-    package provides it (``gateway.sso.logout.end_session_everywhere``: the applications that
-    received tokens or tickets in those sessions are told and the tokens revoked, queued before
-    the session rows go). ``reason``: ``account_cancelled``, ``account_frozen``, ..."""
-    try:
-        from gateway.sso.logout import end_session_everywhere as single_logout
-    except ImportError:  # a gateway built without single logout ends sessions only here
-        single_logout = None
-    if single_logout is not None:
-        single_logout(reason, account_id=account_id, app=app)
+    """End every session of the account; the number ended. Single logout first
+    (``gateway.sso.logout.end_session_everywhere``): the applications that received tokens or
+    tickets in those sessions are told and the tokens revoked, queued before the session rows
+    go. ``reason``: ``account_cancelled``, ``account_frozen``, ..."""
+    from gateway.sso.logout import end_session_everywhere
+
+    end_session_everywhere(reason, account_id=account_id, app=app)
     return get_sessions(app).store.delete_for_account(account_id)
 
 
