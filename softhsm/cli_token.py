@@ -25,6 +25,13 @@ from softhsm.kit import (
     SoftHsmToken,
     open_pki,
 )
+from softhsm.sm2_ukey import (
+    DEFAULT_MAX_TRIES,
+    SM2_MECHANISM,
+    SM2_SM3_MECHANISM,
+    Sm2UkeyDirectory,
+)
+from softhsm.sm2_ukey import DIRECTORY_ENVIRONMENT_VARIABLE as SM2_DIRECTORY_ENVIRONMENT_VARIABLE
 
 DEFAULT_DIRECTORY = Path("~/.local/share/certgate/softhsm")
 DIRECTORY_ENVIRONMENT_VARIABLE = "CERTGATE_SOFTHSM_DIR"
@@ -286,3 +293,190 @@ def delete_command(label: str, directory: Path, module: str) -> None:
 def env_command(directory: Path, module: str) -> None:
     """Print the export line that points PKCS#11 tools at the token directory."""
     click.echo(_export_line(_kit(directory, module)))
+
+
+# ---- SM2 USB keys (softhsm/sm2_ukey.py): SoftHSM has no SM2, so a module of our own stands in
+
+
+DEFAULT_SM2_DIRECTORY = Path("~/.local/share/certgate/sm2-ukey")
+
+
+def sm2_directory_option(command: Command) -> Command:
+    return click.option(
+        "--dir",
+        "directory",
+        envvar=SM2_DIRECTORY_ENVIRONMENT_VARIABLE,
+        type=click.Path(file_okay=False, path_type=Path),
+        default=DEFAULT_SM2_DIRECTORY,
+        show_default=True,
+        help=f"SM2 token directory (or ${SM2_DIRECTORY_ENVIRONMENT_VARIABLE}).",
+    )(command)
+
+
+def _sm2_export_lines(ukeys: Sm2UkeyDirectory) -> list[str]:
+    return [
+        f"export {SM2_DIRECTORY_ENVIRONMENT_VARIABLE}={shlex.quote(str(ukeys.directory))}",
+        f"# module {shlex.quote(str(ukeys.module_path))}: SM2 with SM3 as mechanism "
+        f"{SM2_SM3_MECHANISM:#x} (certgate agent serve --module ... --sm2-mechanism "
+        f"{SM2_SM3_MECHANISM:#x}), bare SM2 over e as {SM2_MECHANISM:#x}",
+    ]
+
+
+@softhsm.command("sm2-init")
+@click.option("--label", required=True, help="Token label (at most 32 bytes).")
+@click.option("--pin", required=True, help="User PIN (4 to 64 bytes).")
+@click.option(
+    "--max-tries",
+    type=int,
+    default=DEFAULT_MAX_TRIES,
+    show_default=True,
+    help="Wrong PINs in a row that lock the token.",
+)
+@sm2_directory_option
+def sm2_init_command(label: str, pin: str, max_tries: int, directory: Path) -> None:
+    """Create an SM2 USB key (and build its PKCS#11 module on first use)."""
+    ukeys = Sm2UkeyDirectory(directory)
+    try:
+        module = ukeys.module()
+        token = ukeys.init_token(label, pin, max_tries=max_tries)
+    except SoftHsmError as error:
+        raise RefusedInput(error.message) from error
+    click.echo(
+        f"SM2 token {token.label!r} created in slot {token.slot_id} (serial {token.serial}, "
+        f"locks after {token.max_tries} wrong PINs); module {module}."
+    )
+    for line in _sm2_export_lines(ukeys):
+        click.echo(line)
+
+
+@softhsm.command("sm2-issue")
+@click.option("--label", required=True, help="Label of the SM2 token that receives the key.")
+@click.option("--pin", required=True, help="User PIN of the token.")
+@click.option(
+    "--pki",
+    "pki_directory",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Test PKI folder (certgate pki init).",
+)
+@click.option("--kind", required=True, type=click.Choice(["person", "enterprise"]))
+@click.option("--name", required=True, help="Real name of the person or name of the enterprise.")
+@click.option("--id-number", help="ID-card number (person certificates).")
+@click.option("--uscc", help="Unified social credit code (enterprise certificates).")
+@click.option("--valid-days", type=int, default=365, show_default=True)
+@click.option("--not-before", help="Start of validity, ISO 8601 (default: now).")
+@click.option(
+    "--ca",
+    type=click.Choice(["sm2", "rsa", "p256"]),
+    default="sm2",
+    show_default=True,
+    help="Issuing CA (sm2: SM2-with-SM3 all the way to the RSA root's SM2 CA).",
+)
+@click.option("--object-label", help="CKA_LABEL of key and certificate (default: --name).")
+@sm2_directory_option
+def sm2_issue_command(
+    label: str,
+    pin: str,
+    pki_directory: Path,
+    kind: str,
+    name: str,
+    id_number: str | None,
+    uscc: str | None,
+    valid_days: int,
+    not_before: str | None,
+    ca: str,
+    object_label: str | None,
+    directory: Path,
+) -> None:
+    """Put an SM2 key on an SM2 token with its certificate from the test PKI."""
+    ukeys = Sm2UkeyDirectory(directory)
+    try:
+        pki = open_pki(pki_directory)
+        provisioned = ukeys.issue(
+            label=label,
+            pin=pin,
+            pki=pki,
+            kind=kind,
+            name=name,
+            id_number=id_number,
+            uscc=uscc,
+            ca=ca,
+            valid_days=valid_days,
+            not_before=_parse_moment(not_before),
+            object_label=object_label,
+        )
+    except SoftHsmError as error:
+        raise RefusedInput(error.message) from error
+    certificate = provisioned.certificate
+    click.echo(
+        f"Stored sm2 key and certificate on SM2 token {provisioned.token_label!r}: "
+        f"CKA_ID {provisioned.cert_id.hex()}, label {provisioned.label!r}"
+    )
+    click.echo(f"  subject  {certificate.subject.rfc4514_string()}")
+    click.echo(f"  issuer   {certificate.issuer.rfc4514_string()}")
+    click.echo(f"  serial   {certificate.serial_number:x}")
+    click.echo(f"  PEM      {provisioned.cert_path} (chain {provisioned.chain_path})")
+    for line in _sm2_export_lines(ukeys):
+        click.echo(line)
+
+
+@softhsm.command("sm2-list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@sm2_directory_option
+def sm2_list_command(as_json: bool, directory: Path) -> None:
+    """Show the SM2 tokens, their PIN counters and certificates."""
+    ukeys = Sm2UkeyDirectory(directory)
+    tokens = ukeys.list_tokens()
+    if as_json:
+        listing = {
+            "directory": str(ukeys.directory),
+            "module": str(ukeys.module_path),
+            "tokens": [
+                {
+                    "label": token.label,
+                    "serial": token.serial,
+                    "slot_id": token.slot_id,
+                    "max_tries": token.max_tries,
+                    "pin_failures": token.pin_failures,
+                    "certificates": [
+                        {
+                            "cert_id": entry.cert_id.hex(),
+                            "label": entry.label,
+                            "subject": entry.certificate.subject.rfc4514_string(),
+                            "has_private_key": entry.has_private_key,
+                        }
+                        for entry in token.certificates
+                    ],
+                }
+                for token in tokens
+            ],
+        }
+        click.echo(json.dumps(listing, ensure_ascii=False, indent=2))
+        return
+    for line in _sm2_export_lines(ukeys):
+        click.echo(line)
+    if not tokens:
+        click.echo("No SM2 tokens yet: certgate softhsm sm2-init --label ... --pin ...")
+    for token in tokens:
+        click.echo(
+            f"\nSM2 token {token.label!r}  slot {token.slot_id}  serial {token.serial}  "
+            f"wrong PINs {token.pin_failures}/{token.max_tries}"
+        )
+        for entry in token.certificates:
+            kind = "key + certificate" if entry.has_private_key else "certificate"
+            click.echo(
+                f"  {kind:<17}  {entry.cert_id.hex()}  {entry.label!r}  "
+                f"{entry.certificate.subject.rfc4514_string()}"
+            )
+
+
+@softhsm.command("sm2-delete")
+@click.option("--label", required=True, help="Label of the SM2 token to delete.")
+@sm2_directory_option
+def sm2_delete_command(label: str, directory: Path) -> None:
+    """Delete an SM2 token with its keys and certificates (the USB key is gone)."""
+    try:
+        Sm2UkeyDirectory(directory).delete_token(label)
+    except SoftHsmError as error:
+        raise RefusedInput(error.message) from error
+    click.echo(f"SM2 token {label!r} deleted.")

@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.fixtures_pki",
     "tests.fixtures_softhsm",
+    "tests.fixtures_sm2_ukey",
 ]

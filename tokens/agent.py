@@ -50,6 +50,7 @@ from tokens.login_message import login_message, normalise_origin
 from tokens.pcsc import CardChange, CardEvent, PcscWatcher
 from tokens.pin_guard import PinGuard, PinPolicy, token_key
 from tokens.pkcs11 import PinState, TokenInfo, TokenLibrary
+from tokens.sm2 import Sm2Mechanism
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,8 @@ class AgentConfig:
     max_body_bytes: int = MAX_BODY_BYTES
     max_connections: int = MAX_CONNECTIONS
     pin_policy: PinPolicy = field(default_factory=PinPolicy)
+    # Module path -> the vendor mechanism its SM2 keys sign with (tokens.sm2).
+    sm2: Mapping[str, Sm2Mechanism] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         check_loopback(self.host)
@@ -128,15 +131,26 @@ class AgentConfig:
         config_file: Path | None = None,
         host: str = LOOPBACK_HOST,
         port: int | None = None,
+        sm2_mechanism: Sm2Mechanism | None = None,
     ) -> AgentConfig:
-        """Command-line values merged with a TOML file (lists are added, ``port`` is overridden)."""
+        """Command-line values merged with a TOML file (lists are added, ``port`` is overridden).
+
+        ``sm2_mechanism`` applies to the command line's modules; the file's ``[sm2."PATH"]``
+        tables name a module each (which is then used even if ``modules`` leaves it out).
+        """
         origins = list(allow_origins)
         module_paths = list(modules)
+        if sm2_mechanism is not None and not module_paths:
+            raise AgentConfigError("--sm2-mechanism needs the --module it applies to")
+        sm2 = {path: sm2_mechanism for path in module_paths if sm2_mechanism is not None}
         file_port: int | None = None
         if config_file is not None:
             file_origins, file_modules, file_port = read_config_file(config_file)
             origins += file_origins
             module_paths += file_modules
+            file_sm2 = read_sm2_settings(config_file)
+            module_paths += list(file_sm2)
+            sm2.update(file_sm2)
         normalised = set()
         for origin in origins:
             try:
@@ -153,16 +167,52 @@ class AgentConfig:
             modules=tuple(dict.fromkeys(module_paths)),
             host=host,
             port=DEFAULT_PORT if chosen_port is None else chosen_port,
+            sm2=sm2,
         )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise AgentConfigError(f"{path}: {error}") from error
+
+
+SM2_FIELDS = frozenset({"mechanism", "input", "signer_id"})
+
+
+def read_sm2_settings(path: Path) -> dict[str, Sm2Mechanism]:
+    """``[sm2."MODULE PATH"]`` tables: ``mechanism = 0x80008101``, ``input = "message"`` or
+    ``"digest"``, ``signer_id = "1234567812345678"``."""
+    tables = _read_toml(path).get("sm2", {})
+    if not isinstance(tables, dict):
+        raise AgentConfigError(f'{path}: sm2 must be tables [sm2."/path/to/module.so"]')
+    settings = {}
+    for module, table in tables.items():
+        where = f"{path}: sm2.{module!r}"
+        if not isinstance(table, dict):
+            raise AgentConfigError(f"{where}: a table with mechanism, input, signer_id")
+        unknown = set(table) - SM2_FIELDS
+        if unknown:
+            raise AgentConfigError(
+                f"{where}: unknown field {sorted(unknown)} (expected {sorted(SM2_FIELDS)})"
+            )
+        if "mechanism" not in table:
+            raise AgentConfigError(f"{where}: needs mechanism = 0x... (the vendor's number)")
+        input_value, signer_id = table.get("input", "message"), table.get("signer_id")
+        if not isinstance(input_value, str) or not isinstance(signer_id, str | None):
+            raise AgentConfigError(f"{where}: input and signer_id are strings")
+        try:
+            settings[module] = Sm2Mechanism.parse(table["mechanism"], input_value, signer_id)
+        except ValueError as error:
+            raise AgentConfigError(f"{where}: {error}") from error
+    return settings
 
 
 def read_config_file(path: Path) -> tuple[list[str], list[str], int | None]:
     """``allow_origins = [...]``, ``modules = [...]``, ``port = N`` from a TOML file."""
-    try:
-        document = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as error:
-        raise AgentConfigError(f"{path}: {error}") from error
-    known = {"allow_origins", "modules", "port"}
+    document = _read_toml(path)
+    known = {"allow_origins", "modules", "port", "sm2"}
     for key in document:
         if key not in known:
             raise AgentConfigError(f"{path}: unknown field {key!r} (expected {sorted(known)})")

@@ -6,8 +6,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -16,8 +17,11 @@ from tokens.agent import DEFAULT_PORT, LOOPBACK_HOST, AgentConfig, AgentConfigEr
 from tokens.errors import TokenError
 from tokens.login_client import error_code, login
 from tokens.pkcs11 import TokenLibrary
+from tokens.sm2 import Sm2Input, Sm2Mechanism
 
 PIN_ENVIRONMENT_VARIABLE = "CERTGATE_PIN"
+
+Command = TypeVar("Command", bound=Callable[..., Any])
 
 module_option = click.option(
     "--module",
@@ -26,6 +30,51 @@ module_option = click.option(
     metavar="PATH",
     help="PKCS#11 module (repeatable; default: the platform's usual SoftHSM/OpenSC location).",
 )
+
+
+def sm2_options(command: Command) -> Command:
+    """``--sm2-mechanism`` and its companions: how the ``--module``s sign with SM2 keys."""
+    command = click.option(
+        "--sm2-signer-id",
+        metavar="ID",
+        help="SM2 signer ID (Z_A); must match the gateway's trust anchor. "
+        "Default 1234567812345678.",
+    )(command)
+    command = click.option(
+        "--sm2-input",
+        type=click.Choice([item.value for item in Sm2Input]),
+        default=Sm2Input.MESSAGE.value,
+        show_default=True,
+        help="message: the token computes Z_A and SM3 (usual UKeys); "
+        "digest: the token signs e = SM3(Z_A || M).",
+    )(command)
+    command = click.option(
+        "--sm2-mechanism",
+        metavar="NUMBER",
+        help="Vendor-defined PKCS#11 mechanism the --module(s) offer SM2 under, e.g. 0x80008101.",
+    )(command)
+    return command
+
+
+def _sm2_mechanism(
+    mechanism: str | None, sm2_input: str, signer_id: str | None
+) -> Sm2Mechanism | None:
+    if mechanism is None:
+        if signer_id is not None:
+            raise click.UsageError("--sm2-signer-id needs --sm2-mechanism")
+        return None
+    try:
+        return Sm2Mechanism.parse(mechanism, sm2_input, signer_id)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--sm2-mechanism") from None
+
+
+def _library(modules: tuple[str, ...], sm2: Sm2Mechanism | None) -> TokenLibrary:
+    if sm2 is not None and not modules:
+        raise click.UsageError("--sm2-mechanism needs the --module it applies to")
+    return TokenLibrary(modules or None, {path: sm2 for path in modules} if sm2 else None)
+
+
 language_option = click.option(
     "--lang",
     "language",
@@ -64,6 +113,7 @@ def agent() -> None:
 @click.option("--host", default=LOOPBACK_HOST, show_default=True, help="Only 127.0.0.1.")
 @click.option("--port", type=int, default=None, help=f"TCP port (default {DEFAULT_PORT}; 0: any).")
 @click.option("--no-pcsc", is_flag=True, help="Do not watch PC/SC readers.")
+@sm2_options
 def serve(
     modules: tuple[str, ...],
     allow_origins: tuple[str, ...],
@@ -71,6 +121,9 @@ def serve(
     host: str,
     port: int | None,
     no_pcsc: bool,
+    sm2_mechanism: str | None,
+    sm2_input: str,
+    sm2_signer_id: str | None,
 ) -> None:
     """Serve the signing agent on http://127.0.0.1:PORT until Ctrl-C."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -81,17 +134,21 @@ def serve(
             config_file=config_file,
             host=host,
             port=port,
+            sm2_mechanism=_sm2_mechanism(sm2_mechanism, sm2_input, sm2_signer_id),
         )
     except AgentConfigError as error:
         raise click.UsageError(str(error)) from error
     try:
-        library = TokenLibrary(config.modules or None)
+        library = TokenLibrary(config.modules or None, config.sm2)
         signing_agent = SigningAgent(config, library, use_pcsc=not no_pcsc)
         signing_agent.bind()
     except TokenError as error:
         _fail(error, DEFAULT_LANGUAGE)
     except OSError as error:
         raise click.ClickException(f"cannot listen on {host}:{config.port}: {error}") from error
+    for module in library.modules:
+        if module.sm2 is not None:
+            click.echo(f"SM2 on {module.path}: mechanism {module.sm2.describe()}", err=True)
     click.echo(
         f"certgate agent listening on {signing_agent.url} "
         f"(modules: {', '.join(m.path for m in library.modules)}; "
@@ -178,10 +235,11 @@ def _read_pin(pin_file: Path | None) -> str:
 @click.option("--origin", help="Origin to sign for when the gateway's public origin is not URL's.")
 @click.option(
     "--signature-algorithm",
-    type=click.Choice(["rsa-pkcs1-sha256", "rsa-pss-sha256", "ecdsa-sha256", "ed25519"]),
+    type=click.Choice(["rsa-pkcs1-sha256", "rsa-pss-sha256", "ecdsa-sha256", "ed25519", "sm2-sm3"]),
     help="Signature algorithm (default: the key type's first).",
 )
 @module_option
+@sm2_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @language_option
 def login_command(
@@ -192,6 +250,9 @@ def login_command(
     origin: str | None,
     signature_algorithm: str | None,
     modules: tuple[str, ...],
+    sm2_mechanism: str | None,
+    sm2_input: str,
+    sm2_signer_id: str | None,
     as_json: bool,
     language: str,
 ) -> None:
@@ -200,8 +261,9 @@ def login_command(
         cert_id_bytes = bytes.fromhex(cert_id) if cert_id is not None else None
     except ValueError:
         raise click.BadParameter("not hex", param_hint="--cert-id") from None
+    sm2 = _sm2_mechanism(sm2_mechanism, sm2_input, sm2_signer_id)
     try:
-        library = TokenLibrary(modules or None)
+        library = _library(modules, sm2)
         result = login(
             url,
             library,

@@ -29,12 +29,16 @@ import pkcs11
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from cryptography.hazmat.primitives.serialization import Encoding
 from pkcs11 import Attribute, CertificateType, Mechanism, ObjectClass, SlotFlag, TokenFlag
 from pkcs11 import exceptions as p11
 from pkcs11.mechanisms import MGF
 
+from certs.keys import is_sm2, sm2_public_key
 from certs.keys import public_key as certificate_public_key
 from tokens.errors import (
     CertificateNotFound,
@@ -47,6 +51,7 @@ from tokens.errors import (
     TokenNotPresent,
     from_pkcs11_error,
 )
+from tokens.sm2 import SM2_EC_PARAMS, Sm2Input, Sm2Mechanism, message_digest
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +95,7 @@ class KeyType(StrEnum):
     EC_P256 = "ec-p256"
     EC_P384 = "ec-p384"
     ED25519 = "ed25519"
+    SM2 = "sm2"
     UNSUPPORTED = "unsupported"
 
 
@@ -100,10 +106,12 @@ EC_CURVES: Mapping[str, KeyType] = {
 
 
 def key_type_of(certificate: x509.Certificate) -> KeyType:
+    if is_sm2(certificate):
+        return KeyType.SM2  # an EC key on the SM2 curve, which cryptography cannot load
     try:
         public_key = certificate_public_key(certificate)
     except (UnsupportedAlgorithm, ValueError):
-        return KeyType.UNSUPPORTED  # SM2 and other keys cryptography cannot load
+        return KeyType.UNSUPPORTED  # keys cryptography cannot load
     if isinstance(public_key, rsa.RSAPublicKey):
         return KeyType.RSA
     if isinstance(public_key, ec.EllipticCurvePublicKey):
@@ -118,7 +126,8 @@ class SigningMethod:
     """How one DESIGN.md ``signature_algorithm`` is produced on a token."""
 
     algorithm: str
-    mechanism: Mechanism
+    # None: the module's vendor mechanism (SM2, see tokens.sm2), configured per module.
+    mechanism: Mechanism | None
     mechanism_param: Any = None
     # CKM_ECDSA signs a digest: hash with SHA-256 first (SoftHSM has no CKM_ECDSA_SHA256).
     prehash_sha256: bool = False
@@ -137,6 +146,8 @@ SIGNING_METHODS: Mapping[str, SigningMethod] = {
         "ecdsa-sha256", Mechanism.ECDSA, prehash_sha256=True, raw_ecdsa=True
     ),
     "ed25519": SigningMethod("ed25519", Mechanism.EDDSA),
+    # PKCS#11 has no SM2 mechanism: the module's vendor mechanism (Sm2Mechanism) is used.
+    "sm2-sm3": SigningMethod("sm2-sm3", None),
 }
 
 # Signature algorithms each key type can produce; the first is the default.
@@ -145,6 +156,7 @@ ALGORITHMS_BY_KEY_TYPE: Mapping[KeyType, tuple[str, ...]] = {
     KeyType.EC_P256: ("ecdsa-sha256",),
     KeyType.EC_P384: ("ecdsa-sha256",),
     KeyType.ED25519: ("ed25519",),
+    KeyType.SM2: ("sm2-sm3",),
     KeyType.UNSUPPORTED: (),
 }
 
@@ -166,6 +178,22 @@ def raw_to_der(signature: bytes) -> bytes:
     r = int.from_bytes(signature[:half], "big")
     s = int.from_bytes(signature[half:], "big")
     return encode_dss_signature(r, s)
+
+
+SM2_RAW_SIGNATURE_BYTES = 64
+
+
+def sm2_signature_der(signature: bytes) -> bytes:
+    """A vendor module's SM2 signature as DER: most answer r || s (32 bytes each), as
+    CKM_ECDSA does; some answer DER already."""
+    if len(signature) == SM2_RAW_SIGNATURE_BYTES:
+        return raw_to_der(signature)
+    try:
+        decode_dss_signature(signature)
+    except ValueError:
+        detail = f"SM2 signature of {len(signature)} bytes: neither r||s nor DER"
+        raise TokenFailure(detail) from None
+    return signature
 
 
 @dataclass(frozen=True)
@@ -334,11 +362,27 @@ def _text(value: str | bytes) -> str:
     return value.rstrip("\x00 ")
 
 
-class Pkcs11Module:
-    """One loaded PKCS#11 module. All calls into it hold ``self.lock``."""
+def vendor_mechanism(number: int) -> Mechanism:
+    """A vendor-defined mechanism number as python-pkcs11 takes it (it accepts only members of
+    its ``Mechanism`` enum, which lists the standard ones)."""
+    try:
+        return Mechanism(number)
+    except ValueError:
+        member = int.__new__(Mechanism, number)
+        member._name_ = f"VENDOR_{number:#x}"
+        member._value_ = number
+        return member
 
-    def __init__(self, path: str) -> None:
+
+class Pkcs11Module:
+    """One loaded PKCS#11 module. All calls into it hold ``self.lock``.
+
+    ``sm2`` is the module's vendor mechanism for SM2 keys; without it SM2 keys cannot sign.
+    """
+
+    def __init__(self, path: str, sm2: Sm2Mechanism | None = None) -> None:
         self.path = str(path)
+        self.sm2 = sm2
         self.lock = _module_lock(self.path)
         if not Path(self.path).is_file():
             raise ModuleUnavailable(f"no PKCS#11 module at {self.path}")
@@ -528,30 +572,64 @@ class Pkcs11Module:
                 ) from error
             if not isinstance(key, pkcs11.SignMixin):
                 raise CertificateNotFound(f"{entry.token.label}/{entry.cert_id.hex()}: no sign")
-            payload = hashlib.sha256(data).digest() if method.prehash_sha256 else data
-            signature = bytes(
-                key.sign(
-                    payload,
-                    mechanism=method.mechanism,
-                    mechanism_param=method.mechanism_param,
+            if method.mechanism is None:
+                signature = self._sign_sm2(entry, key, data)
+            else:
+                payload = hashlib.sha256(data).digest() if method.prehash_sha256 else data
+                signature = bytes(
+                    key.sign(
+                        payload,
+                        mechanism=method.mechanism,
+                        mechanism_param=method.mechanism_param,
+                    )
                 )
-            )
+                if method.raw_ecdsa:
+                    signature = raw_to_der(signature)
         return LoginSignature(
-            signature=raw_to_der(signature) if method.raw_ecdsa else signature,
+            signature=signature,
             signature_algorithm=method.algorithm,
             certificate=entry.der,
             chain=issuer_chain(entry.certificate, [c for _, c in on_token if _is_ca(c)]),
         )
 
+    def _sign_sm2(self, entry: TokenCertificate, key: Any, message: bytes) -> bytes:
+        """SM2 with SM3 through the module's vendor mechanism; the DER signature."""
+        where = f"{entry.token.label}/{entry.cert_id.hex()}"
+        if self.sm2 is None:
+            raise TokenBadRequest(
+                f"{where}: SM2 key, but no SM2 mechanism is configured for {self.path}",
+                reason="sm2_mechanism",
+            )
+        if bytes(key[Attribute.EC_PARAMS]) != SM2_EC_PARAMS:
+            raise TokenBadRequest(f"{where}: the private key is not on the SM2 curve", reason="key")
+        mechanism = vendor_mechanism(self.sm2.mechanism)
+        if self.sm2.input is Sm2Input.MESSAGE:
+            # The token computes Z_A with the signer ID given as the mechanism's parameter.
+            signature = key.sign(message, mechanism=mechanism, mechanism_param=self.sm2.signer_id)
+        else:
+            public_key = sm2_public_key(entry.certificate)
+            assert public_key is not None  # KeyType.SM2 means the certificate's key is SM2
+            digest = message_digest(public_key.point, message, self.sm2.signer_id)
+            signature = key.sign(digest, mechanism=mechanism)
+        return sm2_signature_der(bytes(signature))
+
 
 class TokenLibrary:
-    """Every token of one or more PKCS#11 modules."""
+    """Every token of one or more PKCS#11 modules.
 
-    def __init__(self, modules: Sequence[str] | None = None) -> None:
+    ``sm2`` maps a module path to the vendor mechanism its SM2 keys sign with.
+    """
+
+    def __init__(
+        self,
+        modules: Sequence[str] | None = None,
+        sm2: Mapping[str, Sm2Mechanism] | None = None,
+    ) -> None:
         paths = list(modules) if modules else default_module_paths()
         if not paths:
             raise ModuleUnavailable("no PKCS#11 module found in the usual locations")
-        self.modules = [Pkcs11Module(path) for path in paths]
+        sm2 = dict(sm2 or {})
+        self.modules = [Pkcs11Module(path, sm2.get(path)) for path in paths]
         # CKA_ID -> where it was last seen, so a sign request opens one session, not one per token.
         self._seen: dict[bytes, TokenCertificate] = {}
         self._seen_lock = threading.Lock()
@@ -675,4 +753,6 @@ __all__ = [
     "TokenInfo",
     "TokenLibrary",
     "default_module_paths",
+    "sm2_signature_der",
+    "vendor_mechanism",
 ]
