@@ -16,7 +16,8 @@ STAMP := $(VENV)/.installed-stamp
 #   nginx                 - the TLS-client-authentication reverse proxy in tests
 #   chromium, fonts-noto-cjk - the real browser for the web tests (driven by Playwright)
 SYSTEM_PACKAGES := softhsm2 opensc openssl pcscd libpcsclite-dev swig vsmartcard-vpcd \
-	vsmartcard-vpicc python3-pycryptodome libp11-kit-dev gcc nginx chromium fonts-noto-cjk
+	vsmartcard-vpicc python3-pycryptodome libp11-kit-dev gcc nginx chromium fonts-noto-cjk \
+	postgresql redis-server
 
 .PHONY: demo test bench lint typecheck system venv lock clean fuzz
 
