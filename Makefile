@@ -13,10 +13,11 @@ STAMP := $(VENV)/.installed-stamp
 #   pcscd, libpcsclite-dev, swig - PC/SC reader events (pyscard builds from source)
 #   vsmartcard-vpcd, vsmartcard-vpicc, python3-pycryptodome - a virtual reader and card (vicc)
 #   libp11-kit-dev, gcc   - a PKCS#11 test module, compiled at test time, that counts PIN tries
+#   libssl-dev            - the SM2 USB-key module (softhsm/sm2_ukey.c), built against libcrypto
 #   nginx                 - the TLS-client-authentication reverse proxy in tests
 #   chromium, fonts-noto-cjk - the real browser for the web tests (driven by Playwright)
 SYSTEM_PACKAGES := softhsm2 opensc openssl pcscd libpcsclite-dev swig vsmartcard-vpcd \
-	vsmartcard-vpicc python3-pycryptodome libp11-kit-dev gcc nginx chromium fonts-noto-cjk \
+	vsmartcard-vpicc python3-pycryptodome libp11-kit-dev gcc libssl-dev nginx chromium fonts-noto-cjk \
 	postgresql redis-server
 
 .PHONY: demo test bench lint typecheck system venv lock clean fuzz
