@@ -181,6 +181,9 @@ CAPABILITY_STATUS: Mapping[str, int] = {
     "qr_ticket_unknown": 404,
     "qr_ticket_expired": 410,
     "qr_ticket_used": 409,
+    # Operator console (gateway/admin/errors.py).
+    "forbidden": 403,
+    "review_closed": 409,
 }
 
 

@@ -578,6 +578,11 @@ class CrlStore:
                 by_source[source] = _newest(by_source.get(source, ()), crls, source)
             self._snapshot = _Snapshot.build(by_source)  # the atomic swap
 
+    def loaded(self) -> Mapping[str, tuple[IndexedCrl, ...]]:
+        """The CRLs held now, by source (what an operator's console shows: issuer, thisUpdate,
+        nextUpdate)."""
+        return self._snapshot.by_source
+
     def refresh(self) -> dict[str, Exception]:
         """Reload every source; returns the failures (source -> error), already logged."""
         loaded: dict[str, tuple[IndexedCrl, ...]] = {}

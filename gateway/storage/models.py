@@ -226,6 +226,7 @@ class AuditGenesis(Base):
 # The capabilities' tables live in their packages and share this metadata, so every revision
 # and the schema checks see them: the account's life (codes, agreement versions, consents),
 # QR-code login tickets, single sign-on.
+import gateway.admin.models  # noqa: E402, F401
 import gateway.lifecycle.models  # noqa: E402, F401
 import gateway.qr.models  # noqa: E402, F401
 import gateway.sso.models  # noqa: E402, F401
