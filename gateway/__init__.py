@@ -98,6 +98,9 @@ def create_app(config: Mapping[str, Any] | None = None, *, operator: bool = Fals
     from gateway import qr  # QR-code login: tickets, the phone's API and its web app at /m/
 
     qr.init_app(app)
+    from gateway import roles  # enterprise roles: legal representative, staff, acting for
+
+    roles.init_app(app)
     from gateway import admin  # the operator console at /admin/ (after accounts, web, sso)
 
     admin.init_app(app)

@@ -181,6 +181,13 @@ CAPABILITY_STATUS: Mapping[str, int] = {
     "qr_ticket_unknown": 404,
     "qr_ticket_expired": 410,
     "qr_ticket_used": 409,
+    # Enterprise roles (gateway/roles/errors.py).
+    "role_required": 403,
+    "enterprise_required": 403,
+    "invitation_unknown": 404,
+    "invitation_closed": 409,
+    "role_unknown": 404,
+    "period_invalid": 422,
     # Operator console (gateway/admin/errors.py).
     "forbidden": 403,
     "review_closed": 409,

@@ -54,6 +54,10 @@ def write_audit(outcome: str, *, event: str | None = None, detail: str | None = 
     if context is None and event is None:
         return
     parts = ([detail] if detail else []) + (context.notes if context else [])
+    # While a person acts for an enterprise (gateway/roles/acting.py), every record names it.
+    acting = g.get("certgate_acting_note")
+    if acting:
+        parts.append(acting)
     entry = AuditEntry(
         event=event or (context.event if context else "request"),
         outcome=outcome,
@@ -65,6 +69,7 @@ def write_audit(outcome: str, *, event: str | None = None, detail: str | None = 
         detail="; ".join(parts) or None,
     )
     get_audit_log().append(entry)
+    g.certgate_audit_written = True
 
 
 def language() -> str:

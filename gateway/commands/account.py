@@ -127,11 +127,17 @@ def create_person(
 @click.argument("unified_social_credit_code")
 @click.option("--name", required=True, help="The enterprise's registered name.")
 @click.option("--legal-representative", help="Name of the legal representative.")
+@click.option(
+    "--legal-representative-id-number",
+    help="The legal representative's ID-card number (stored sealed): a person with this "
+    "number and real-name level 2 may act for the enterprise.",
+)
 @_with_common
 def create_enterprise(
     unified_social_credit_code: str,
     name: str,
     legal_representative: str | None,
+    legal_representative_id_number: str | None,
     login_name: str | None,
     phone: str | None,
     password_stdin: bool,
@@ -140,10 +146,24 @@ def create_enterprise(
     agreement_version: str | None,
 ) -> None:
     """Create an enterprise account identified by UNIFIED_SOCIAL_CREDIT_CODE (GB 32100-2015)."""
+    from certs.identifiers import is_valid_id_card_number, normalize_identifier
+
+    representative_number = None
+    if legal_representative_id_number is not None:
+        if not legal_representative:
+            raise OperatorInputError(
+                "--legal-representative-id-number: give --legal-representative (the name) too"
+            )
+        representative_number = normalize_identifier(legal_representative_id_number)
+        if not is_valid_id_card_number(representative_number):
+            raise OperatorInputError(
+                "--legal-representative-id-number: not valid (GB 11643-1999 check failed)"
+            )
     _create_account(
         "enterprise",
         password_stdin,
         prompt_password,
+        representative_number=representative_number,
         unified_social_credit_code=unified_social_credit_code,
         name=name,
         legal_representative=legal_representative,
@@ -154,14 +174,34 @@ def create_enterprise(
     )
 
 
-def _create_account(kind: str, password_stdin: bool, prompt_password: bool, **fields: Any) -> None:
+def _create_account(
+    kind: str,
+    password_stdin: bool,
+    prompt_password: bool,
+    *,
+    representative_number: str | None = None,
+    **fields: Any,
+) -> None:
     """Create a ``kind`` account from the command's fields, audit it and show it."""
     from gateway.accounts import get_accounts
 
     password = _password(password_stdin, prompt_password)
     app = operator_app()
-    create = getattr(get_accounts(app), f"create_{kind}")
+    accounts = get_accounts(app)
+    create = getattr(accounts, f"create_{kind}")
     view = _run(lambda: create(at=now(app), password=password, **fields))
+    if representative_number is not None:
+        from gateway.roles.roles import get_roles
+
+        enterprise_id = accounts.find(view.id).id
+        _run(
+            lambda: get_roles(app).set_legal_representative(
+                enterprise_id,
+                name=str(fields["legal_representative"]),
+                id_card_number=representative_number,
+                at=now(app),
+            )
+        )
     audit_operator(app, "account_created", account=view.id, detail=kind)
     _show(view)
 
@@ -406,6 +446,44 @@ def set_real_name_level(account_ref: str, level: int, reason: str) -> None:
         detail=f"level {found.real_name_level} -> {level}; reason: {reason.strip()[:MAX_REASON]}",
     )
     _show(_run(lambda: accounts.view(accounts.find(found.public_id))))
+
+
+@account.command("set-legal-representative")
+@click.argument("account_ref", metavar="ENTERPRISE")
+@click.option("--name", required=True, help="The legal representative's name.")
+@click.option("--id-number", required=True, help="The legal representative's ID-card number.")
+@click.option("--reason", required=True, help="Why (e.g. 工商变更登记); audited and notified.")
+def set_legal_representative(account_ref: str, name: str, id_number: str, reason: str) -> None:
+    """Record ENTERPRISE's legal representative. It takes effect at once: the former
+    representative can no longer act for the enterprise, the new one can (with real-name
+    level 2). Audited with the reason; the enterprise is notified."""
+    from gateway.accounts import get_accounts
+    from gateway.lifecycle.notices import get_notices
+    from gateway.roles.roles import get_roles
+
+    reason = reason.strip()
+    if not reason or len(reason) > MAX_REASON:
+        raise OperatorInputError(f"--reason: 1-{MAX_REASON} characters")
+    app = operator_app()
+    accounts = get_accounts(app)
+    found = _run(lambda: accounts.find(account_ref))
+    if found.kind != "enterprise":
+        raise OperatorInputError("set-legal-representative: the account is not an enterprise")
+    at = now(app)
+    changed = _run(
+        lambda: get_roles(app).set_legal_representative(
+            found.id, name=name, id_card_number=id_number, at=at
+        )
+    )
+    get_notices(app).post(found.id, "legal_representative_changed", at=at, reason=reason)
+    audit_operator(
+        app,
+        "legal_representative_set",
+        account=found.public_id,
+        detail=("another person" if changed else "same person, name updated")
+        + f"; reason: {reason}",
+    )
+    _show(accounts.view(accounts.find(found.public_id)))
 
 
 @account.command("cancel")

@@ -96,6 +96,35 @@ NOTICES: Mapping[str, tuple[str, str]] = {
         "实名等级已变更",
         "您的账户实名等级已于 {at} 变更为 {level} 级。",
     ),
+    # Enterprise roles (gateway/roles): {enterprise} is the enterprise's registered name,
+    # {until} the end of the authorised period, {how} how a role ended.
+    "staff_invited": (
+        "经办人授权邀请",
+        "{enterprise}于 {at} 邀请您作为经办人代表其办理业务，授权至 {until}。"
+        "请在账户页面接受或拒绝。",
+    ),
+    "role_granted": (
+        "已成为企业经办人",
+        "您已于 {at} 成为{enterprise}的经办人，授权至 {until}。"
+        "如非本人操作，请在账户页面退出该授权。",
+    ),
+    "staff_joined": (
+        "经办人已接受授权",
+        "一名受邀人员已于 {at} 接受经办人授权，授权至 {until}。",
+    ),
+    "role_ended": (
+        "经办人授权已结束",
+        "您代表{enterprise}的经办人授权已于 {at} {how}。",
+    ),
+    "staff_left": (
+        "经办人已退出授权",
+        "一名经办人已于 {at} 退出了对本企业的授权。",
+    ),
+    "legal_representative_changed": (
+        "法定代表人已变更",
+        "本企业登记的法定代表人已于 {at} 变更，原法定代表人即时失去代表企业办理业务的权限。"
+        "原因：{reason}。",
+    ),
 }
 
 

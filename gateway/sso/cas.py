@@ -227,6 +227,7 @@ class _Validated:
     acr: str
     auth_time: datetime
     from_new_login: bool
+    gateway_session_id: str
 
 
 class _Refused(Exception):
@@ -285,7 +286,7 @@ def _validate(service: str, ticket: str, renew: bool) -> _Validated:
         at=now,
         cas_ticket=ticket,
     )
-    return _Validated(account, acr, record.created_at, fresh)
+    return _Validated(account, acr, record.created_at, fresh, gateway_session_id)
 
 
 def _attributes(validated: _Validated) -> dict[str, str]:
@@ -301,6 +302,11 @@ def _attributes(validated: _Validated) -> dict[str, str]:
     }
     if account.kind == ENTERPRISE and account.unified_social_credit_code:
         attributes["uscc"] = account.unified_social_credit_code
+    # A person acting for an enterprise (gateway/roles/acting.py): flat, as CAS attributes are.
+    from gateway.roles.acting import acting_for_claim
+
+    acting_for = acting_for_claim(validated.gateway_session_id) or {}
+    attributes.update({f"acting_for_{k}": str(v) for k, v in acting_for.items() if v})
     return attributes
 
 

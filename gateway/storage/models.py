@@ -229,4 +229,5 @@ class AuditGenesis(Base):
 import gateway.admin.models  # noqa: E402, F401
 import gateway.lifecycle.models  # noqa: E402, F401
 import gateway.qr.models  # noqa: E402, F401
+import gateway.roles.models  # noqa: E402, F401
 import gateway.sso.models  # noqa: E402, F401

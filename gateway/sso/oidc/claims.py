@@ -82,6 +82,7 @@ CLAIMS_SUPPORTED = (
     "email",
     "uscc",
     "enterprise_name",
+    "acting_for",
 )
 
 
@@ -92,6 +93,18 @@ def user_claims(account: Account, accounts: AccountService, scope: str) -> dict[
         if source is not None:
             claims.update(source(account, accounts))
     return claims
+
+
+def session_claims(gateway_session_id: str, scope: str) -> dict[str, Any]:
+    """Claims of the gateway session the token descends from: ``acting_for`` ``{"uscc",
+    "name", "role"}`` under ``certgate.enterprise`` while the person acts for an enterprise
+    with a current role (gateway/roles/acting.py)."""
+    if "certgate.enterprise" not in scope.split():
+        return {}
+    from gateway.roles.acting import acting_for_claim
+
+    acting_for = acting_for_claim(gateway_session_id)
+    return {"acting_for": acting_for} if acting_for else {}
 
 
 def level_rank(acr: str) -> int:

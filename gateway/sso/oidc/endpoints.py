@@ -32,7 +32,14 @@ from gateway.sso.clients import RegisteredClient, get_clients
 from gateway.sso.errors import ClientUnknown, RedirectUriInvalid, SsoError
 from gateway.sso.keys import ALGORITHMS, get_keys
 from gateway.sso.models import CONSENT_SKIP, OIDC, SsoConsent
-from gateway.sso.oidc.claims import CLAIMS_SUPPORTED, SCOPES, required_level, satisfies, user_claims
+from gateway.sso.oidc.claims import (
+    CLAIMS_SUPPORTED,
+    SCOPES,
+    required_level,
+    satisfies,
+    session_claims,
+    user_claims,
+)
 from gateway.sso.oidc.provider import SessionGrant, access_grant, get_server
 from gateway.storage.database import get_database
 from gateway.storage.models import Account
@@ -354,4 +361,6 @@ def userinfo() -> Response:
         g.certgate_skip_audit = True
         return _bearer_error("insufficient_scope", "The token lacks the openid scope.", 403)
     write_audit("ok")
-    return jsonify(user_claims(granted.account, get_accounts(), granted.scope))
+    claims = user_claims(granted.account, get_accounts(), granted.scope)
+    claims.update(session_claims(granted.gateway_session_id, granted.scope))
+    return jsonify(claims)

@@ -32,7 +32,7 @@ from gateway.sso.models import (
     SsoAuthorizationCode,
     SsoRefreshToken,
 )
-from gateway.sso.oidc.claims import OFFLINE_ACCESS, SCOPES, user_claims
+from gateway.sso.oidc.claims import OFFLINE_ACCESS, SCOPES, session_claims, user_claims
 from gateway.sso.participation import record_participation, session_sid
 from gateway.storage.database import get_database
 from gateway.storage.models import Account
@@ -314,6 +314,9 @@ class OpenIDConnectCode(OpenIDCode):
     def get_authorization_code_claims(self, authorization_code: Any) -> dict[str, Any]:
         claims: dict[str, Any] = super().get_authorization_code_claims(authorization_code)
         claims["sid"] = authorization_code.sid
+        claims.update(
+            session_claims(authorization_code.gateway_session_id, authorization_code.scope)
+        )
         return claims
 
     def generate_user_info(self, user: Account, scope: str) -> dict[str, Any]:
@@ -394,6 +397,7 @@ class AccessGrant:
     account: Account
     client_id: str
     scope: str
+    gateway_session_id: str
 
 
 def access_grant(access_token: str) -> AccessGrant | None:
@@ -407,7 +411,7 @@ def access_grant(access_token: str) -> AccessGrant | None:
     account = _usable_account(row.account_id)
     if account is None:
         return None
-    return AccessGrant(account, row.client_id, row.scope)
+    return AccessGrant(account, row.client_id, row.scope, row.gateway_session_id)
 
 
 def _query_client(client_id: str) -> RegisteredClient | None:
