@@ -32,11 +32,16 @@ from pathlib import Path
 
 from softhsm.kit import SOFTHSM_MODULE, SoftHsmKit
 from softhsm.pki import CA_NAMES, TestPki
+from softhsm.sm2_ukey import SM2_SM3_MECHANISM, Sm2UkeyDirectory
 
 DEMO_DIR = Path(".demo")
 TOKEN_LABEL = "CertGate Demo"
 TOKEN_PIN = "123456"
 TOKEN_SO_PIN = "12345678"
+# A second "USB key" holding an SM2 certificate of the person, on the SM2 test module (a PKCS#11
+# module standing in for a Chinese UKey's: SoftHSM has no SM2). It maps to the person's account
+# by the ID-card number in the certificate.
+SM2_TOKEN_LABEL = "CertGate SM2 Demo"
 PREFERRED_CRL_PORT = 18701
 PREFERRED_OCSP_PORT = 18702  # the test PKI uses this and the next two ports (one responder per CA)
 PREFERRED_GATEWAY_PORT = 8080
@@ -126,6 +131,38 @@ def prepare(demo_dir: Path) -> tuple[TestPki, SoftHsmKit, list[tuple[DemoIdentit
         kind, cert_id_hex, cert_path = row.split("\t")
         certificates.append((by_kind[kind], cert_id_hex, Path(cert_path)))
     return pki, kit, certificates
+
+
+@dataclass(frozen=True)
+class DemoSm2Key:
+    ukey: Sm2UkeyDirectory
+    cert_id_hex: str
+    cert_path: Path
+
+
+def prepare_sm2(demo_dir: Path, pki: TestPki) -> DemoSm2Key:
+    """The SM2 demo key (created on first use, also in a ``.demo`` made before it existed)."""
+    ukey = Sm2UkeyDirectory(demo_dir / "sm2-ukey")
+    listing = demo_dir / "sm2.tsv"
+    if not listing.exists():
+        if any(t.label == SM2_TOKEN_LABEL for t in ukey.list_tokens()):
+            ukey.delete_token(SM2_TOKEN_LABEL)  # a run stopped half-way: start the key again
+        ukey.init_token(SM2_TOKEN_LABEL, TOKEN_PIN)
+        person = next(who for who in DEMO_IDENTITIES if who.kind == "person")
+        provisioned = ukey.issue(
+            label=SM2_TOKEN_LABEL,
+            pin=TOKEN_PIN,
+            pki=pki,
+            kind="person",
+            name=person.name,
+            id_number=person.id_number,
+        )
+        listing.write_text(
+            f"{provisioned.cert_id.hex()}\t{provisioned.cert_path}\n", encoding="utf-8"
+        )
+    cert_id_hex, cert_path = listing.read_text(encoding="utf-8").strip().split("\t")
+    ukey.module()  # compiled now, not while the agent starts
+    return DemoSm2Key(ukey, cert_id_hex, Path(cert_path))
 
 
 def _free_port(preferred: int) -> int:
@@ -378,6 +415,7 @@ def main() -> int:
     stopped = _stop_event()
     print(f"Preparing the CertGate demo in {demo_dir} ...", flush=True)
     pki, kit, certificates = prepare(demo_dir)
+    sm2 = prepare_sm2(demo_dir, pki)
     for ca in CA_NAMES:
         pki.publish_crl(ca)  # fresh CRLs for this run (a CRL is valid for a few days)
     conf = kit.environ()["SOFTHSM2_CONF"]
@@ -402,8 +440,10 @@ def main() -> int:
                 start_child("gateway", gateway, gateway_environment, config.parent, logs)
             )
             agent = ["agent", "serve", "--module", SOFTHSM_MODULE, "--allow-origin", origin]
-            agent += ["--port", str(agent_port)]
-            children.append(start_child("agent", agent, {"SOFTHSM2_CONF": conf}, demo_dir, logs))
+            agent += ["--module", str(sm2.ukey.module_path)]
+            agent += ["--sm2-mechanism", f"{SM2_SM3_MECHANISM:#x}", "--port", str(agent_port)]
+            agent_environment = {"SOFTHSM2_CONF": conf, **sm2.ukey.environ()}
+            children.append(start_child("agent", agent, agent_environment, demo_dir, logs))
             python = [sys.executable, "-m"]
             examples_environment = {
                 "PYTHONPATH": os.pathsep.join(
@@ -430,7 +470,7 @@ def main() -> int:
             wait_until_answering(children[3], f"{applications.cas_url}/", {}, stopped)
             if not stopped.is_set():
                 _print_ready(
-                    demo_dir, pki, certificates, conf, origin, agent_url, logs, applications
+                    demo_dir, pki, certificates, conf, origin, agent_url, logs, applications, sm2
                 )
             exited = _watch(children, stopped)
             if exited is not None:
@@ -466,6 +506,7 @@ def _print_ready(
     agent_url: str,
     logs: Path,
     applications: DemoApplications,
+    sm2: DemoSm2Key,
 ) -> None:
     enterprise = next(who for who, _, _ in certificates if who.kind == "enterprise")
     person = next(who for who, _, _ in certificates if who.kind == "person")
@@ -476,6 +517,7 @@ CertGate demo is running.
 
   USB key      SoftHSM token "{TOKEN_LABEL}", PIN {TOKEN_PIN} (SO PIN {TOKEN_SO_PIN}):
                pick the enterprise or the person certificate, type the PIN, tick the agreement
+  SM2 key      "{SM2_TOKEN_LABEL}", PIN {TOKEN_PIN}: the person's SM2 (国密) certificate
   Password     {DEMO_PASSWORD}   for the enterprise {enterprise.name}: login name
                "{ENTERPRISE_LOGIN_NAME}" or credit code {enterprise.uscc}; for the person
                {person.name}: login name "{PERSON_LOGIN_NAME}", phone {PERSON_PHONE} or ID-card
@@ -493,6 +535,10 @@ CertGate demo is running.
             f"  {identity.kind:<10}   {identity.name} ({holder}), {identity.key}, "
             f"CKA_ID {cert_id_hex}\n               {cert_path}"
         )
+    print(
+        f"  {'person':<10}   {person.name} ({person.id_number}), sm2, CKA_ID {sm2.cert_id_hex}\n"
+        f"               {sm2.cert_path}"
+    )
     _print_applications(applications, logs)
     print(
         f"""Sign in from a script:
