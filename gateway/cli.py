@@ -8,26 +8,18 @@ other; the gateway owns only the root.
 
 from __future__ import annotations
 
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import entry_points
 
 import click
 
 ENTRY_POINT_GROUP = "certgate.commands"
-# Command groups of the gateway's own packages that the installed distribution's entry points
-# may not list yet (an editable install keeps the entry points it was installed with): loaded
-# the same way, on first use.
-BUILT_IN_COMMANDS = {"operator": "gateway.admin.commands:operator"}
 
 
 class PluginGroup(click.Group):
     """A click group whose sub-commands are entry points, imported on first use."""
 
     def _entry_points(self) -> dict[str, object]:
-        built_in: dict[str, object] = {
-            name: EntryPoint(name, target, ENTRY_POINT_GROUP)
-            for name, target in BUILT_IN_COMMANDS.items()
-        }
-        return built_in | {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+        return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(self._entry_points()))
