@@ -53,6 +53,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, operator: bool = Fals
         housekeeping,
         http,
         limits,
+        operations,
         sessions,
         trust,
     )
@@ -60,7 +61,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, operator: bool = Fals
     from gateway.login import bp as login_bp
     from gateway.storage import database as database_module
     from gateway.storage.personal_data import PersonalDataCipher
-    from gateway.stores import SqlSessionStore, make_state_stores
+    from gateway.stores import SessionStore, SqlSessionStore, make_state_stores
 
     app = Flask(__name__)
     load_config(app, config)
@@ -72,19 +73,32 @@ def create_app(config: Mapping[str, Any] | None = None, *, operator: bool = Fals
     accounts.init_app(app, database, cipher)
     certificates.init_app(app, database, cipher)
     trust_store = trust.init_app(app, database)
+    # Scale-out (docs/scaling.md): with state_store = "redis" the processes share challenges,
+    # attempt counters, the sessions' idle timers and verified OCSP answers through Redis.
+    redis_client = operations.connect_state_store(app)
     if not operator:
-        engine.init_app(app, trust.load_trust_configuration(app.config, trust_store))
+        engine.init_app(
+            app,
+            trust.load_trust_configuration(app.config, trust_store),
+            ocsp=operations.ocsp_client(redis_client),
+        )
     # Short-lived state behind small store interfaces (gateway/stores.py): challenges and
-    # attempt counters in this process or in the database (``state_store``); sessions always in
-    # the database, so a restart signs nobody out. A shared store such as Redis can replace them
-    # for scale-out.
-    challenge_store, attempt_store = make_state_stores(app.config, database, operator=operator)
-    session_store = SqlSessionStore(database)
+    # attempt counters in this process, in the database or in Redis (``state_store``);
+    # sessions always in the database, so a restart signs nobody out.
+    challenge_store, attempt_store = make_state_stores(
+        app.config, database, operator=operator, redis_client=redis_client
+    )
+    session_store: SessionStore = SqlSessionStore(database)
+    if redis_client is not None:
+        from gateway.storage.redis_state import RedisSessionStore
+
+        session_store = RedisSessionStore(redis_client, SqlSessionStore(database))
     app.extensions[CHALLENGE_STORE] = challenge_store
     sessions.init_app(app, session_store)
     limits.init_app(app, attempt_store)
     housekeeping.init_app(app, challenge_store, session_store, attempt_store)
     http.init_app(app)
+    operations.init_app(app)
     app.register_blueprint(login_bp)
     from gateway import web  # the pages and the account API
 

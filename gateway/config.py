@@ -40,6 +40,8 @@ DEFAULTS: Mapping[str, Any] = {
     # None picks "memory" for an SQLite database (the embedded default: one process) and
     # "database" otherwise (docs/configuration.md).
     "STATE_STORE": None,
+    # The Redis server of state_store = "redis" (scale-out), e.g. "redis://10.0.0.5:6379/0".
+    "REDIS_URL": None,
     "CHALLENGE_TTL": 120,
     "SESSION_COOKIE": "certgate_session",
     "PRELOGIN_COOKIE": "certgate_prelogin",
@@ -88,7 +90,8 @@ DEFAULTS: Mapping[str, Any] = {
 # SESSION_IDLE_TIMEOUT) except [trust] anchors, which becomes TRUST_ANCHORS.
 MAX_CHALLENGE_TTL = 120
 MAX_QR_TTL = 300
-STATE_STORES = ("memory", "database")
+STATE_STORES = ("memory", "database", "redis")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 HOST_COOKIE_PREFIX = "__Host-"
 # Cookies that get the __Host- prefix on an HTTPS deployment (gateway/sessions.py).
 HOST_COOKIES = ("SESSION_COOKIE", "PRELOGIN_COOKIE", "QR_COOKIE")
@@ -301,17 +304,24 @@ def validate_config(config: dict[str, Any]) -> None:
     state_store = config["STATE_STORE"]
     if state_store is None:
         state_store = "memory" if config["DATABASE_URL"].startswith("sqlite") else "database"
-    if state_store == "redis":
-        raise ConfigError(
-            f'{_where(config, "STATE_STORE")}: "redis" is not available yet; '
-            'use "database" with several processes'
-        )
     if state_store not in STATE_STORES:
         raise ConfigError(
             f"{_where(config, 'STATE_STORE')}: one of {', '.join(STATE_STORES)}, "
             f"got {state_store!r}"
         )
     config["STATE_STORE"] = state_store
+    redis_url = config.get("REDIS_URL")
+    if state_store == "redis" and not redis_url:
+        raise ConfigError(
+            f'{_where(config, "REDIS_URL")}: required with state_store = "redis" '
+            "(CERTGATE_REDIS_URL=redis://host:6379/0)"
+        )
+    if redis_url is not None and (
+        not isinstance(redis_url, str) or not redis_url.startswith(REDIS_SCHEMES)
+    ):
+        raise ConfigError(
+            f"{_where(config, 'REDIS_URL')}: must be a redis://, rediss:// or unix:// URL"
+        )
     form, header = config["TLS_CLIENT_CERT_FORM"], config["TLS_CLIENT_CERT_HEADER"]
     try:
         form = CertificateHeaderForm(form)

@@ -142,6 +142,7 @@ class CertificateEngine:
         intermediates: Sequence[x509.Certificate] = (),
         start_background: bool = False,
         crl_max_bytes: int = CRL_MAX_BYTES,
+        ocsp: OcspClient | None = None,
     ) -> None:
         self.anchors = tuple(anchors)
         self.intermediates = tuple(intermediates)
@@ -155,7 +156,7 @@ class CertificateEngine:
             if start_background:
                 self.crls.start()
             revocation = RevocationChecker(
-                crls=self.crls, ocsp=OcspClient.for_http(timeout=OCSP_TIMEOUT)
+                crls=self.crls, ocsp=ocsp or OcspClient.for_http(timeout=OCSP_TIMEOUT)
             )
             self.validator = ChainValidator(self.anchors, revocation=revocation)
 
@@ -225,13 +226,18 @@ def crl_max_bytes_setting(app: Flask) -> int:
     return value
 
 
-def init_app(app: Flask, trust: TrustConfiguration) -> CertificateEngine:
+def init_app(
+    app: Flask, trust: TrustConfiguration, *, ocsp: OcspClient | None = None
+) -> CertificateEngine:
+    """``ocsp``: the client asking responders (with the cache the processes share, when the
+    state store is Redis); by default one with this process's own cache."""
     engine = CertificateEngine(
         trust.anchors,
         intermediates=trust.intermediates,
         crl_max_bytes=crl_max_bytes_setting(app),
         # Tests run on a fixed clock and read CRL files once; a server refreshes them.
         start_background=app.config.get("CLOCK") is None,
+        ocsp=ocsp,
     )
     app.extensions[EXTENSION] = engine
     return engine

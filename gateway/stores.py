@@ -3,8 +3,9 @@
 SQL implementations (``state_store = "database"``), and in-process ones for challenges and
 attempts (``state_store = "memory"``, the embedded default; sessions are always in SQL so a
 restart does not sign anyone out). Each interface is narrow and atomic in
-its own terms (``consume`` marks a challenge used exactly once), so a Redis implementation can
-replace them for scale-out without touching the routes.
+its own terms (``consume`` marks a challenge used exactly once), so the Redis implementations
+(``state_store = "redis"``, gateway/storage/redis_state.py) replace them for scale-out without
+touching the routes.
 """
 
 from __future__ import annotations
@@ -669,11 +670,20 @@ def _datetime(seconds: float) -> datetime:
 
 
 def make_state_stores(
-    config: Mapping[str, Any], database: Database, *, operator: bool = False
+    config: Mapping[str, Any],
+    database: Database,
+    *,
+    operator: bool = False,
+    redis_client: Any = None,
 ) -> tuple[ChallengeStore, AttemptStore]:
-    """The challenge and attempt stores ``state_store`` names. Serving with "memory" claims the
-    SQLite file for this process (``Database.claim_single_process``); operator commands serve no
-    logins and claim nothing, so they run beside a server."""
+    """The challenge and attempt stores ``state_store`` names ("redis": ``redis_client``'s,
+    gateway/storage/redis_state.py). Serving with "memory" claims the SQLite file for this
+    process (``Database.claim_single_process``); operator commands serve no logins and claim
+    nothing, so they run beside a server."""
+    if config["STATE_STORE"] == "redis":
+        from gateway.storage.redis_state import RedisAttemptStore, RedisChallengeStore
+
+        return RedisChallengeStore(redis_client), RedisAttemptStore(redis_client)
     if config["STATE_STORE"] == "database":
         return SqlChallengeStore(database), SqlAttemptStore(database)
     if not operator:

@@ -50,7 +50,19 @@ def make_engine(url: str) -> Engine:
         # number of threads: SQLite connections are a file handle and a page cache each.
         engine = create_engine(parsed, max_overflow=-1)
     else:
-        engine = create_engine(parsed)
+        # A server database may restart under the gateway: each connection is checked before
+        # it is handed out (one round trip), so the first request after a restart gets a fresh
+        # connection instead of a dead one, and the gateway recovers with no restart of its own.
+        # A down server answers "connection refused" at once; connect_timeout bounds the rest.
+        postgresql = parsed.get_backend_name() == "postgresql"
+        engine = create_engine(
+            parsed,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=10,
+            pool_timeout=5,
+            connect_args={"connect_timeout": 3} if postgresql else {},
+        )
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _on_sqlite_connect)
     return engine

@@ -234,10 +234,17 @@ def test_state_store_default_follows_the_database(
     assert config["STATE_STORE"] == expected
 
 
-@pytest.mark.parametrize(("value", "message"), [("redis", "not available yet"), ("disk", "one of")])
-def test_state_store_refuses_what_it_cannot_do(value: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"STATE_STORE": "redis"}, "redis_url: required"),
+        ({"STATE_STORE": "redis", "REDIS_URL": "http://cache:6379"}, "redis://"),
+        ({"STATE_STORE": "disk"}, "one of"),
+    ],
+)
+def test_state_store_refuses_what_it_cannot_do(overrides: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        settings(STATE_STORE=value)
+        settings(**overrides)
 
 
 def test_the_app_uses_the_chosen_stores(
