@@ -456,3 +456,20 @@ def test_routes_need_a_session_and_csrf(world: World) -> None:
     person.csrf = "wrong"
     answer = person.act_as(world.enterprise.id)
     assert (answer.status_code, answer.get_json()["error"]) == (400, "bad_request")
+
+
+# --- pages ----------------------------------------------------------------------------------------
+
+
+def test_every_page_shows_whom_the_person_acts_for(world: World) -> None:
+    staff = accepted_staff(world)
+    assert 'id="acting-banner"' not in staff.get("/account").get_data(as_text=True)
+    staff.act_as(world.enterprise.id)
+    for path in ("/account", "/messages", "/agreement?lang=en"):
+        page = staff.get(path).get_data(as_text=True)
+        assert 'id="acting-banner"' in page and "示例建设工程有限公司" in page, path
+        assert 'data-acting-role="staff"' in page
+    assert "Switch back to yourself" in staff.get("/agreement?lang=en").get_data(as_text=True)
+    world.browser("acme").post(f"/api/v1/enterprise/staff/{world.staff.id}/revoke")
+    page = staff.get("/account").get_data(as_text=True)
+    assert 'class="acting-banner ended"' in page and "Switch back to yourself" in page
