@@ -5,7 +5,15 @@
 
 from __future__ import annotations
 
-from bench import bench_agent, bench_crl, bench_login, bench_sm2, bench_sso, bench_validation
+from bench import (
+    bench_agent,
+    bench_crl,
+    bench_login,
+    bench_scale,
+    bench_sm2,
+    bench_sso,
+    bench_validation,
+)
 
 
 def main() -> None:
@@ -15,6 +23,7 @@ def main() -> None:
     bench_login.main()
     bench_sso.main()
     bench_agent.main()
+    bench_scale.main([])
 
 
 if __name__ == "__main__":

@@ -457,3 +457,36 @@ def test_postgresql_restarted_under_load_loses_nothing_committed(cluster: Cluste
         answer, _ = cluster.challenge_login(gateway.url, gateway.url, jar)
         assert answer.status_code == 200, answer.text
     assert cluster.count("audit_records") == recorded + 2
+
+
+def _metric(text_format: str, name: str, **labels: str) -> float:
+    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text_format.splitlines():
+        if line.startswith(f"{name}{{{wanted}}} ") or line.startswith(f"{name} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_workers_share_one_socket_and_their_metrics_add_up(cluster: Cluster) -> None:
+    served = start_gateway(cluster.directory, cluster.env, "--workers", "2")
+    try:
+        children = Path(f"/proc/{served.process.pid}/task/{served.process.pid}/children")
+        assert len(children.read_text().split()) == 2
+        identifier = random_id_card_number()
+        for _ in range(3):
+            answer = cluster.call(
+                served.url,
+                "POST",
+                "/api/v1/login/password",
+                {"identifier": identifier, "password": "wrong-password-1"},
+            )
+            assert answer.json()["error"] == "credentials_invalid"
+        labels = {"method": "password", "outcome": "credentials_invalid"}
+        for _ in range(4):  # whichever worker answers the scrape, the count is the server's
+            scraped = requests.get(served.url + "/metrics", timeout=5).text
+            assert _metric(scraped, "certgate_logins_total", **labels) == 3
+        assert "certgate_request_duration_seconds_bucket" in scraped
+        assert _metric(scraped, "certgate_logout_queue_depth") == 0
+        assert 'certgate_crl_age_seconds{source="' in scraped
+    finally:
+        stop_gateway(served)
