@@ -7,6 +7,7 @@ first character is a letter (A, N, Y are valid registration authorities under GB
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date
 
 # GB 32100-2015: the 31 characters allowed (no I, O, Z, S, V); a character's value is its index.
@@ -55,9 +56,17 @@ def is_valid_id_card_number(number: str) -> bool:
     return id_card_check_character(number[:17]) == number[17]
 
 
+def normalize_typed(value: str) -> str:
+    """What a person typed, as the ASCII it means: full-width digits and letters (an IME's
+    １１０１…, ＭＡ５) to ASCII by NFKC, and every space (the ideographic one too) removed."""
+    text = value if value.isascii() else unicodedata.normalize("NFKC", value)
+    return "".join(text.split())
+
+
 def normalize_identifier(value: str) -> str:
-    """Upper-case and strip an identifier as typed by a person (a trailing x becomes X)."""
-    return value.strip().upper()
+    """An identifier as typed by a person, upper-cased (a trailing x becomes X); full-width
+    characters and spaces are accepted (``normalize_typed``)."""
+    return normalize_typed(value).upper()
 
 
 def mask_identifier(value: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from certs.identifiers import (
     is_valid_uscc,
     mask_identifier,
     normalize_identifier,
+    normalize_typed,
 )
 from certs.identity import normalize_issuer_serial
 from certs.mapping import AccountKind, AccountRef, BindingKind, IdentityField, Probe
@@ -67,11 +69,18 @@ class AccountInputError(ValueError):
 
 
 def normalize_phone(value: str) -> str:
-    digits = re.sub(r"[\s-]", "", value.strip())
+    digits = normalize_typed(value).replace("-", "")
     digits = digits.removeprefix("+86") if digits.startswith("+86") else digits
     if len(digits) == 13 and digits.startswith("86"):
         digits = digits[2:]
     return digits
+
+
+def normalize_login_name(value: str) -> str:
+    """A login name as typed: full-width letters and digits to ASCII (NFKC), surrounding spaces
+    dropped, lower case."""
+    text = value if value.isascii() else unicodedata.normalize("NFKC", value)
+    return text.strip().lower()
 
 
 def is_valid_phone(value: str) -> bool:
@@ -84,7 +93,7 @@ IDENTIFIER_KINDS: tuple[tuple[str, Callable[[str], str], Callable[[str], bool]],
     ("unified_social_credit_code", normalize_identifier, is_valid_uscc),
     ("id_card_number", normalize_identifier, is_valid_id_card_number),
     ("phone", normalize_phone, is_valid_phone),
-    ("login_name", lambda v: v.strip().lower(), lambda v: bool(_LOGIN_NAME_RE.match(v))),
+    ("login_name", normalize_login_name, lambda v: bool(_LOGIN_NAME_RE.match(v))),
 )
 
 
@@ -167,7 +176,7 @@ class AccountService:
     def _check_login_name(self, session: Session, login_name: str | None) -> str | None:
         if login_name is None:
             return None
-        name = login_name.strip().lower()
+        name = normalize_login_name(login_name)
         if not _LOGIN_NAME_RE.match(name):
             raise AccountInputError(
                 "login name: 3-64 characters, letters, digits, '_', '.', '-', starting with a "

@@ -64,6 +64,14 @@ DEFAULTS: Mapping[str, Any] = {
     "AGENT_URL": "http://127.0.0.1:21790",
     # The service agreement version people consent to (shown on the pages and recorded).
     "AGREEMENT_VERSION": "2026-01",
+    # Where people download the certificate helper (the signing agent), shown on the login page
+    # when it is not running; None tells them to ask the platform or their CA.
+    "AGENT_DOWNLOAD_URL": None,
+    # The pages show times in this IANA time zone (checked at start-up by gateway/web.py).
+    "DISPLAY_TIME_ZONE": "Asia/Shanghai",
+    # The privacy policy shown at /privacy: a UTF-8 text file; None shows the bundled template
+    # (web/templates/policies), which says it is one (checked at start-up by gateway/web.py).
+    "PRIVACY_POLICY_FILE": None,
     "CLOCK": None,  # tests inject a clock object
     # QR-code login (gateway/qr, docs/qr-login.md): a ticket's lifetime (at most MAX_QR_TTL),
     # the cookie holding the requesting browser's secret, tickets per address per

@@ -1,4 +1,5 @@
-"""The web pages: login (USB key / certificate, password), account, service agreement.
+"""The web pages: login (USB key / certificate, password), account, service agreement, privacy
+policy.
 
 Templates, JavaScript modules, CSS and translations live in the ``web`` package (no build step).
 Pages are zh-CN unless the person switches to English (``?lang=en``, remembered in a cookie).
@@ -10,6 +11,7 @@ inline script, and ``connect-src`` limited to the gateway and the local signing 
 from __future__ import annotations
 
 import json
+import zoneinfo
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,13 @@ LANGUAGE_COOKIE = "certgate_lang"
 DEFAULT_AGENT_URL = "http://127.0.0.1:21790"
 AGENT_URL_KEY = "AGENT_URL"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+DISPLAY_TIME_ZONE_KEY = "DISPLAY_TIME_ZONE"
+AGENT_DOWNLOAD_URL_KEY = "AGENT_DOWNLOAD_URL"
+PRIVACY_POLICY_KEY = "PRIVACY_POLICY_FILE"
+PRIVACY_POLICY_EXTENSION = "certgate.privacy_policy"
+# The bundled privacy policy: a template for the operator to replace (privacy_policy_file).
+POLICIES = WEB_ROOT / "templates" / "policies"
+MAX_POLICY_CHARACTERS = 200_000
 
 bp = Blueprint(
     "web",
@@ -121,6 +130,75 @@ def check_agent_url(value: str) -> str:
     return f"http://{parts.hostname}:{port}"
 
 
+def _source(app: Flask, key: str) -> str:
+    source = app.config.get("CONFIG_SOURCE", {}).get(key, "configuration")
+    return f"{source}: {key.lower()}"
+
+
+def check_display_time_zone(app: Flask) -> str:
+    """The IANA time zone the pages show times in; ConfigError unless this machine's time-zone
+    database knows it (the browsers' does too: both follow the IANA database)."""
+    value = app.config.get(DISPLAY_TIME_ZONE_KEY)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{_source(app, DISPLAY_TIME_ZONE_KEY)}: must name a time zone")
+    try:
+        zoneinfo.ZoneInfo(value.strip())
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"{_source(app, DISPLAY_TIME_ZONE_KEY)}: {value!r} is not an IANA time zone "
+            "such as Asia/Shanghai or UTC"
+        ) from None
+    return value.strip()
+
+
+def check_agent_download_url(app: Flask) -> str | None:
+    """An http(s) URL for the certificate helper's installer, or None."""
+    value = app.config.get(AGENT_DOWNLOAD_URL_KEY)
+    if value is None or value == "":
+        return None
+    parts = urlsplit(str(value))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{_source(app, AGENT_DOWNLOAD_URL_KEY)}: must be an http(s) URL")
+    return str(value)
+
+
+def _read_policy(path: Path, where: str) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where}: cannot read {path} as UTF-8 text: {exc}") from None
+    if not text.strip() or len(text) > MAX_POLICY_CHARACTERS:
+        raise ConfigError(f"{where}: {path} is empty or over {MAX_POLICY_CHARACTERS} characters")
+    return text
+
+
+def load_privacy_policy(app: Flask) -> dict[str, str] | None:
+    """The operator's privacy policy (``privacy_policy_file``), read once at start-up; None
+    when the bundled template is shown."""
+    configured = app.config.get(PRIVACY_POLICY_KEY)
+    if not configured:
+        return None
+    return {"text": _read_policy(Path(str(configured)), _source(app, PRIVACY_POLICY_KEY))}
+
+
+@cache
+def bundled_privacy_policy(language: str) -> str:
+    return _read_policy(POLICIES / f"privacy-policy.{language}.txt", "web/templates/policies")
+
+
+def policy_blocks(text: str) -> list[tuple[str, str]]:
+    """A policy text as ``(kind, text)`` blocks: a line starting with ``#`` is a heading, every
+    other non-empty line a paragraph (the page escapes both)."""
+    blocks = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("#"):
+            blocks.append(("heading", line.lstrip("#").strip()))
+        elif line:
+            blocks.append(("paragraph", line))
+    return blocks
+
+
 def content_security_policy() -> str:
     return "; ".join(
         [
@@ -156,6 +234,7 @@ def _page(template: str, **context: Any) -> Response:
             t=lambda key: table.get(key, key),
             i18n=table,
             agent_url=agent_url(),
+            time_zone=current_app.config[DISPLAY_TIME_ZONE_KEY],
             public_origin=current_app.config["PUBLIC_ORIGIN"],
             agreement_version=account_api.agreement_version(),
             **context,
@@ -191,6 +270,7 @@ def login_page() -> BaseResponse:
     level = request.args.get("acr", "")
     return _page(
         "login.html",
+        agent_download_url=current_app.config[AGENT_DOWNLOAD_URL_KEY],
         reason=request.args.get("reason", ""),
         next_url=next_url or "",
         next_level=level if next_url and level in ASSURANCE_LEVELS[1:] else "",
@@ -214,9 +294,26 @@ def agreement_page() -> Response:
     return _page("agreement.html")
 
 
+@bp.get("/privacy")
+def privacy_page() -> Response:
+    operator = current_app.extensions[PRIVACY_POLICY_EXTENSION]
+    language = page_language()
+    text = operator["text"] if operator else bundled_privacy_policy(language)
+    return _page(
+        "privacy.html",
+        policy_blocks=policy_blocks(text),
+        policy_is_template=operator is None,
+        policy_lang="" if operator else language,
+    )
+
+
 def init_app(app: Flask) -> None:
     app.config[AGENT_URL_KEY] = check_agent_url(agent_url(app))
+    app.config[DISPLAY_TIME_ZONE_KEY] = check_display_time_zone(app)
+    app.config[AGENT_DOWNLOAD_URL_KEY] = check_agent_download_url(app)
+    app.extensions[PRIVACY_POLICY_EXTENSION] = load_privacy_policy(app)
     for language in LANGUAGES:
         translations(language)  # a broken translation file stops start-up, not a request
+        bundled_privacy_policy(language)
     app.register_blueprint(bp)
     account_api.init_app(app)

@@ -95,6 +95,12 @@ def _common_checks(body: dict[str, Any]) -> tuple[str, str | None]:
     return phone, login_name
 
 
+def _login_name_taken(login_name: str | None) -> list[tuple[str, Any]]:
+    """The login-name check, only when one was asked for: ``login_name == None`` would be
+    ``IS NULL`` and find every account registered without a login name."""
+    return [] if login_name is None else [("login_name", Account.login_name == login_name)]
+
+
 def _taken(accounts: AccountService, checks: list[tuple[str, Any]]) -> None:
     """``identifier_taken`` naming the first field an existing account already has."""
     with accounts.database.session() as session:
@@ -150,7 +156,7 @@ def register_person() -> Response:
                     Account.id_card_number_hash == cipher.lookup_hash("id_card_number", number),
                 ),
                 ("phone", Account.phone_hash == cipher.lookup_hash("phone", phone)),
-                ("login_name", Account.login_name == login_name),
+                *_login_name_taken(login_name),
             ],
         )
         try:
@@ -209,7 +215,7 @@ def register_enterprise() -> Response:
             [
                 ("uscc", Account.unified_social_credit_code == uscc),
                 ("phone", Account.phone_hash == cipher.lookup_hash("phone", phone)),
-                ("login_name", Account.login_name == login_name),
+                *_login_name_taken(login_name),
             ],
         )
         try:
