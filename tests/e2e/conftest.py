@@ -160,13 +160,19 @@ def _wait_for_agent(agent_url: str, origin: str, process: subprocess.Popen[bytes
 def _gateway_app(
     tmp_path_factory: pytest.TempPathFactory, test_pki: TestPki, tokens: E2eTokens, url: str
 ) -> tuple[Flask, str]:
-    """The gateway app (fixed clock, the test PKI trusted) with the demo accounts."""
+    """The gateway app (fixed clock, the test PKI trusted) with the demo accounts. SMS and
+    e-mail go to a development outbox next to the database (``outbox_messages``), where the
+    tests read verification codes as a person reads their phone."""
     agent_url = f"http://127.0.0.1:{free_port()}"
     clock = FixedClock(PKI_VALIDATION_TIME)
+    directory = tmp_path_factory.mktemp("e2e")
+    outbox = f"outbox:{directory / 'outbox.jsonl'}"
     app = create_app(
         {
             "CONFIG_FILE": None,
-            "DATABASE_URL": f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'gateway.sqlite3'}",
+            "DATABASE_URL": f"sqlite:///{directory / 'gateway.sqlite3'}",
+            "NOTIFY_SMS": outbox,
+            "NOTIFY_EMAIL": outbox,
             "PUBLIC_ORIGIN": url,
             "DATA_KEY": DATA_KEY,
             "CLOCK": clock,
@@ -178,6 +184,8 @@ def _gateway_app(
             "ADDRESS_ATTEMPT_LIMIT": 1000,
             "ACCOUNT_ATTEMPT_LIMIT": 1000,
             "CHALLENGE_LIMIT": 1000,
+            "CODE_ADDRESS_LIMIT": 1000,
+            "CODE_DAILY_LIMIT": 1000,
         }
     )
     accounts = get_accounts(app)
@@ -257,6 +265,14 @@ def stack(
             if engine is not None:
                 engine.close()
             app.extensions["certgate.database"].close()
+
+
+def outbox_messages(app: Flask) -> list[dict[str, Any]]:
+    """What the gateway has "sent" by SMS and e-mail (its development outbox), oldest first."""
+    path = Path(str(app.config["NOTIFY_SMS"]).removeprefix("outbox:"))
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 # --- the browser ------------------------------------------------------------------------------

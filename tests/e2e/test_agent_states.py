@@ -92,9 +92,15 @@ def test_agent_missing_then_no_key_then_key_plugged_in(
         scripts_ready(page, "login")
         alert = page.get_by_role("alert")
         expect(alert).to_contain_text("未检测到本机证书助手")
-        expect(alert.locator("code")).to_have_text(
-            f"certgate agent serve --allow-origin {bare_stack.url}"
-        )
+        # Written for the person at the computer: what to start or get, and the browser's
+        # local-network prompt (Chrome 142+) to allow; no developer command line.
+        helper = page.locator("#helper-missing")
+        expect(helper.get_by_role("heading")).to_have_text("证书助手未运行")
+        expect(helper).to_contain_text("打开“证书助手”")
+        expect(helper).to_contain_text("索取证书助手安装程序")
+        expect(helper).to_contain_text("访问您本地网络上的设备")
+        expect(helper).to_contain_text("本地网络访问")
+        expect(page.locator("main")).not_to_contain_text("certgate agent serve")
         screenshot(page, "login-agent-not-running")
 
         bare_stack.start_agent()
@@ -121,6 +127,7 @@ def test_agent_missing_then_no_key_then_key_plugged_in(
         os.rename(token_directory, bare_stack.agent_kit.tokens_directory / token_directory.name)
         expect(page.get_by_label("插入测试有限公司")).to_be_visible()
         expect(alert).to_be_hidden()
+        expect(helper).to_be_hidden()
         expect(page.get_by_role("status").first).to_have_text("已找到 1 张证书。")
         screenshot(page, "login-key-plugged-in")
     finally:

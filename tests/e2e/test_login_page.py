@@ -178,8 +178,10 @@ def test_english_switch(page: Any, stack: Stack) -> None:
     )
     expect(page.get_by_label("USB key PIN")).to_be_visible()
     expect(page.get_by_text("User Service Agreement")).to_be_visible()
-    # Keyboard: the arrow key moves to the password tab.
+    # Keyboard: the arrow keys move along USB key, QR code, password, SMS code.
     page.get_by_role("tab", name="USB key / certificate").press("ArrowRight")
+    expect(page.get_by_role("tab", name="Scan QR code")).to_be_focused()
+    page.keyboard.press("ArrowRight")
     expect(page.get_by_role("tab", name="Password")).to_be_focused()
     page.get_by_label("Login name / social credit code / phone / ID-card number").fill(
         "demo-enterprise"

@@ -5,8 +5,10 @@ import {
   TOKEN_KEY,
   agentUrl,
   dnAttribute,
+  dnFields,
   el,
-  readableDn,
+  isIdCardNumber,
+  maskNumber,
   explain,
   formatDate,
   formatTime,
@@ -117,6 +119,18 @@ function watchKey(data) {
 
 // --- certificates ----------------------------------------------------------------------------
 
+/** A certificate's subject as its fields (名称 CN, 单位 O, 证件号码 serialNumber, ...), not a raw
+ * distinguished name; an ID-card number is masked like the account's own. */
+function subjectFields(subject) {
+  const list = el("dl", { className: "subject-fields" });
+  for (const [type, value] of dnFields(subject)) {
+    const label = t(`dn.${type}`) === `dn.${type}` ? type : t(`dn.${type}`);
+    const personal = type === "idCardNumber" || (type === "serialNumber" && isIdCardNumber(value.toUpperCase()));
+    list.append(el("dt", { text: label }), el("dd", { "data-field": type, text: personal ? maskNumber(value) : value }));
+  }
+  return list;
+}
+
 async function loadCertificates() {
   const region = document.getElementById("certificates");
   const { certificates } = await gateway("/api/v1/account/certificates");
@@ -127,7 +141,8 @@ async function loadCertificates() {
   const items = certificates.map((entry) => {
     const title = dnAttribute(entry.subject, "CN") || entry.subject || entry.label || `${entry.kind}: ${entry.value.slice(0, 16)}…`;
     const facts = el("dl", { className: "facts compact" });
-    fact(facts, t("certs.subject"), entry.subject ? readableDn(entry.subject) : t("certs.unknown"));
+    if (entry.subject) facts.append(el("dt", { text: t("certs.subject") }), el("dd", {}, subjectFields(entry.subject)));
+    else fact(facts, t("certs.subject"), t("certs.unknown"));
     fact(facts, t("certs.issuer"), entry.issuer ? dnAttribute(entry.issuer, "CN") || entry.issuer : "");
     fact(facts, t("certs.expiry"), formatDate(entry.not_after));
     fact(facts, t("certs.last_used"), entry.last_used_at ? formatTime(entry.last_used_at) : t("certs.never"));

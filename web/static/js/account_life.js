@@ -1,6 +1,6 @@
 // The account page's part of the account's life: the unread-messages badge, binding a USB key
 // (the certificate helper signs a fresh challenge, like a USB-key login), and cancellation.
-import { LoginError, agent, dnAttribute, el, explain, formatDate, gateway, showMessage, t } from "./common.js";
+import { LoginError, agent, certificateHolder, el, explain, formatDate, gateway, maskNumber, showMessage, sortCertificates, t } from "./common.js";
 
 let csrf = null;
 
@@ -35,11 +35,6 @@ const bindStatus = document.getElementById("bind-status");
 const bindList = document.getElementById("bind-certificates");
 const bindPin = document.getElementById("bind-pin");
 
-// An enterprise's certificate names its credit code (or an organisation); a person's does not.
-function certificateKind(subject) {
-  return /(^|,)\s*(1\.2\.156\.10260\.4\.1\.4|OU?)=/.test(subject || "") ? "enterprise" : "person";
-}
-
 async function openBinding() {
   bindError.hidden = true;
   bindForm.hidden = false;
@@ -56,17 +51,25 @@ async function openBinding() {
   }
   bindStatus.textContent = "";
   if (!entries.length) return fail(bindError, new LoginError("no_certificates"));
-  // A stable order: enterprise certificates first, then by holder and expiry.
-  entries.sort((a, b) => certificateKind(a.subject).localeCompare(certificateKind(b.subject)) || (a.subject || "").localeCompare(b.subject || "") || (a.not_after || "").localeCompare(b.not_after || ""));
-  entries.forEach((entry, index) => {
+  // A stable order: organisation certificates first, then by holder, expiry and place on the key.
+  sortCertificates(entries, "enterprise").forEach((entry, index) => {
     const id = `bind-certificate-${index}`;
-    const holder = dnAttribute(entry.subject, "CN") || entry.subject;
+    const { kind, number, name } = certificateHolder(entry.subject, entry.certificate);
     bindList.append(
       el(
         "div",
         { className: "certificate-option" },
         el("input", { type: "radio", name: "bind-certificate", id, checked: index === 0, "data-cert-id": entry.cert_id, "data-token-label": entry.token_label }),
-        el("label", { for: id }, el("span", { className: "tag", text: t(`bind.kind.${certificateKind(entry.subject)}`) }), " ", holder, " · ", formatDate(entry.not_after)),
+        el(
+          "label",
+          { for: id },
+          el("span", { className: `tag kind ${kind}`, "data-kind": kind, text: t(`bind.kind.${kind}`) }),
+          " ",
+          name,
+          number ? el("span", { className: "number", text: ` ${maskNumber(number)}` }) : null,
+          " · ",
+          formatDate(entry.not_after),
+        ),
       ),
     );
   });

@@ -1,9 +1,14 @@
 // The account's life: verification codes, registration, SMS login, password reset and change,
 // consent to a new agreement version, and the consent history on the account page.
-import { LoginError, el, explain, formatTime, gateway, showMessage, t } from "./common.js";
+import { LoginError, el, explain, formatTime, gateway, gatewayError, normaliseTyped, showMessage, t } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
-const value = (id) => ($(id) ? $(id).value.trim() : "");
+// Identifiers, phone numbers and codes as typed with an IME are sent as the ASCII they mean.
+const value = (id) => {
+  const input = $(id);
+  if (!input) return "";
+  return input.dataset.typed ? normaliseTyped(input.value) : input.value.trim();
+};
 
 function explainWithReason(error, data) {
   if (error.code === "password_weak" && data && data.reason) return t(`error.password_weak.${data.reason}`);
@@ -22,11 +27,9 @@ async function post(path, json, csrf) {
     credentials: "same-origin",
     cache: "no-store",
   }).catch(() => null);
-  if (!response) throw Object.assign(new LoginError("network"), { data: null });
+  if (!response) throw new LoginError("network");
   const data = await response.json().catch(() => null);
-  if (!response.ok || !data || data.ok === false) {
-    throw Object.assign(new LoginError((data && data.error) || "unavailable"), { data });
-  }
+  if (!response.ok || !data || data.ok === false) throw gatewayError(response, data);
   return data;
 }
 
@@ -92,16 +95,17 @@ function registerPage() {
       report.fail(error);
     }
   });
-  for (const tab of document.querySelectorAll('[role="tab"]')) {
-    tab.addEventListener("click", () => {
-      for (const other of document.querySelectorAll('[role="tab"]')) {
-        const selected = other === tab;
-        other.setAttribute("aria-selected", String(selected));
-        other.tabIndex = selected ? 0 : -1;
-        $(other.getAttribute("aria-controls")).hidden = !selected;
-      }
-    });
-  }
+  const select = (tab) => {
+    for (const other of document.querySelectorAll('[role="tab"]')) {
+      const selected = other === tab;
+      other.setAttribute("aria-selected", String(selected));
+      other.tabIndex = selected ? 0 : -1;
+      $(other.getAttribute("aria-controls")).hidden = !selected;
+    }
+  };
+  for (const tab of document.querySelectorAll('[role="tab"]')) tab.addEventListener("click", () => select(tab));
+  // The login page's 法人用户 entry links here with ?kind=enterprise.
+  if (new URLSearchParams(window.location.search).get("kind") === "enterprise") select($("tab-enterprise"));
 }
 
 function smsLogin() {
@@ -113,7 +117,10 @@ function smsLogin() {
     try {
       const result = await post("/api/v1/login/sms", { phone: value("phone"), code: value("code") });
       await gateway("/api/v1/account/consent", { method: "POST", json: { version: $("consent").value }, csrf: result.csrf_token }).catch(() => null);
-      window.location.assign("/account");
+      // Back to where the login was asked for: the server put it on the page only if it is a
+      // path on this origin.
+      const next = $("login-card").dataset.next;
+      window.location.assign(next && next.startsWith("/") && !next.startsWith("//") && !next.includes("\\") ? next : "/account");
     } catch (error) {
       report.fail(error);
     }

@@ -1,17 +1,21 @@
-// The login page: USB key / certificate through the local signing agent, and password.
+// The login page: 个人用户 / 法人用户, USB key / certificate through the local signing agent
+// (the certificate helper), and password. The QR-code and SMS tabs have their own scripts.
 import {
   LoginError,
   TOKEN_KEY,
   agent,
   agentUrl,
   agreementVersion,
+  certificateHolder,
   dnAttribute,
   el,
   explain,
   formatDate,
   gateway,
-  publicOrigin,
+  maskNumber,
+  normaliseTyped,
   showMessage,
+  sortCertificates,
   t,
 } from "./common.js";
 
@@ -22,6 +26,12 @@ const pinInput = document.getElementById("pin");
 const consent = document.getElementById("consent");
 const tokenSubmit = document.getElementById("token-submit");
 const passwordSubmit = document.getElementById("password-submit");
+const helperMissing = document.getElementById("helper-missing");
+const kindNote = document.getElementById("certificate-kind-note");
+// Which entry the person chose (个人用户 / 法人用户), remembered on this browser.
+const KIND_KEY = "certgate.user_kind";
+let userKind = localStorage.getItem(KIND_KEY) === "enterprise" ? "enterprise" : "person";
+let entries = [];
 let events = null;
 
 function setStatus(text) {
@@ -31,15 +41,17 @@ function setStatus(text) {
 function fail(error, focus = null) {
   setStatus("");
   const code = error instanceof LoginError ? error.code : "unknown";
-  const command = code === "agent_unreachable" ? t("error.agent_unreachable.command", { origin: publicOrigin }) : null;
-  showMessage(errorRegion, explain(error instanceof LoginError ? error : new LoginError("unknown")), { command });
+  showMessage(errorRegion, explain(error instanceof LoginError ? error : new LoginError("unknown")));
   errorRegion.dataset.code = code;
+  // The helper is not reached: what to start or download, and the browser's local-network prompt.
+  helperMissing.hidden = code !== "agent_unreachable";
   if (focus) focus.focus();
 }
 
 function clearError() {
   showMessage(errorRegion, "");
   delete errorRegion.dataset.code;
+  helperMissing.hidden = true;
 }
 
 // --- tabs (WAI-ARIA tabs pattern: arrow keys, Home, End) -------------------------------------
@@ -53,6 +65,8 @@ function selectTab(tab, focus = true) {
     other.tabIndex = selected ? 0 : -1;
     document.getElementById(other.getAttribute("aria-controls")).hidden = !selected;
   }
+  // Each form's sign-in button sits below the agreement box; only the open tab's shows.
+  for (const button of document.querySelectorAll(".login-actions [data-tab]")) button.hidden = button.dataset.tab !== tab.id;
   clearError();
   setStatus("");
   if (focus) tab.focus();
@@ -80,13 +94,14 @@ for (const tab of tabs) {
 function certificateOption(entry, index, checked) {
   const id = `certificate-${index}`;
   const expired = Date.parse(entry.not_after) <= Date.now();
-  const holder = dnAttribute(entry.subject, "CN") || entry.subject;
-  const organisation = dnAttribute(entry.subject, "O");
+  const { kind, number, name: holder, organisation } = certificateHolder(entry.subject, entry.certificate);
   const issuer = dnAttribute(entry.issuer, "CN") || entry.issuer;
   // Phrasing content only (a label may hold nothing else): spans laid out as a grid.
   const details = el(
     "span",
     { className: "certificate-details" },
+    number ? el("span", { className: "term", text: t(`cert.number.${kind}`) }) : null,
+    number ? el("span", { className: "number", text: maskNumber(number) }) : null,
     el("span", { className: "term", text: t("token.issuer") }),
     el("span", { text: issuer }),
     el("span", { className: "term", text: t("token.expiry") }),
@@ -109,17 +124,56 @@ function certificateOption(entry, index, checked) {
     el(
       "label",
       { for: id },
-      el("span", { className: "holder" }, holder, organisation && organisation !== holder ? el("span", { className: "organisation", text: organisation }) : null),
+      el(
+        "span",
+        { className: "holder" },
+        el("span", { className: `tag kind ${kind}`, "data-kind": kind, text: t(`bind.kind.${kind}`) }),
+        " ",
+        holder,
+        organisation && organisation !== holder ? el("span", { className: "organisation", text: organisation }) : null,
+      ),
       details,
     ),
   );
 }
 
+/** The certificates in a stable order, the chosen kind first; the first valid one of that kind
+ * is chosen (else the first valid one). A choice the person made stays. */
+function showCertificates() {
+  const before = list.querySelector('input[name="certificate"]:checked');
+  const kept = before ? before.value : null;
+  const sorted = sortCertificates(entries, userKind);
+  const valid = (entry) => Date.parse(entry.not_after) > Date.now();
+  const ofKind = sorted.filter((entry) => certificateHolder(entry.subject, entry.certificate).kind === userKind);
+  const chosen = sorted.find((entry) => `${entry.token_label}/${entry.cert_id}` === kept) || ofKind.find(valid) || sorted.find(valid) || sorted[0];
+  list.replaceChildren(...sorted.map((entry, index) => certificateOption(entry, index, entry === chosen)));
+  kindNote.hidden = !sorted.length || ofKind.length > 0;
+  kindNote.textContent = kindNote.hidden ? "" : t(`cert.none_of_kind.${userKind}`);
+}
+
+// --- 个人用户 / 法人用户 ----------------------------------------------------------------------------
+
+const intro = document.getElementById("login-intro");
+const registerLink = document.getElementById("register-link");
+
+function chooseKind(kind) {
+  userKind = kind;
+  localStorage.setItem(KIND_KEY, kind);
+  for (const button of document.querySelectorAll(".user-kinds [data-kind]")) button.setAttribute("aria-pressed", String(button.dataset.kind === kind));
+  intro.textContent = intro.dataset[kind];
+  registerLink.href = kind === "enterprise" ? "/register?kind=enterprise" : "/register";
+  if (entries.length) showCertificates();
+}
+
+for (const button of document.querySelectorAll(".user-kinds [data-kind]")) button.addEventListener("click", () => chooseKind(button.dataset.kind));
+chooseKind(userKind);
+
 async function loadCertificates() {
   clearError();
   setStatus(t("token.searching"));
   list.replaceChildren();
-  let entries;
+  kindNote.hidden = true;
+  entries = [];
   try {
     entries = await agent("/v1/certificates");
   } catch (error) {
@@ -131,8 +185,7 @@ async function loadCertificates() {
     fail(new LoginError("no_certificates"));
     return;
   }
-  const firstValid = Math.max(0, entries.findIndex((entry) => Date.parse(entry.not_after) > Date.now()));
-  entries.forEach((entry, index) => list.append(certificateOption(entry, index, index === firstValid)));
+  showCertificates();
   setStatus(t("token.found", { count: entries.length }));
 }
 
@@ -230,7 +283,8 @@ async function tokenLogin() {
 async function passwordLogin() {
   const identifier = document.getElementById("identifier");
   const password = document.getElementById("password");
-  if (!identifier.value.trim()) return fail(new LoginError("credentials_invalid"), identifier);
+  identifier.value = normaliseTyped(identifier.value);
+  if (!identifier.value) return fail(new LoginError("credentials_invalid"), identifier);
   if (!password.value) return fail(new LoginError("credentials_invalid"), password);
   if (!consented()) return;
   clearError();
@@ -238,7 +292,7 @@ async function passwordLogin() {
   try {
     const result = await gateway("/api/v1/login/password", {
       method: "POST",
-      json: { identifier: identifier.value.trim(), password: password.value },
+      json: { identifier: identifier.value, password: password.value },
     });
     password.value = "";
     await signedIn(result, null);
