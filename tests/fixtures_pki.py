@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import secrets
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -31,11 +32,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(probe.getsockname()[1])
 
 
+# Ports chosen now and bound later (the test PKI's responders start when a test needs them) are
+# taken below the kernel's ephemeral range (32768-60999 on Linux), where no socket bound to port 0
+# and no outgoing connection of the suite can be handed one of them meanwhile.
+RESERVED_PORTS = range(20000, 32000)
+
+
 def free_port_block(count: int, host: str = "127.0.0.1") -> int:
-    """The first of ``count`` consecutive free ports (the OCSP responders need one per CA)."""
-    for _ in range(100):
-        first = free_port(host)
-        if first + count < 65536 and all(_is_free(first + i) for i in range(1, count)):
+    """The first of ``count`` consecutive free ports outside the ephemeral range (the OCSP
+    responders need one per CA)."""
+    start = secrets.randbelow(len(RESERVED_PORTS) - count)
+    for offset in range(0, len(RESERVED_PORTS) - count, count + 1):
+        first = RESERVED_PORTS.start + (start + offset) % (len(RESERVED_PORTS) - count)
+        if all(_is_free(first + i) for i in range(count)):
             return first
     raise RuntimeError(f"no {count} consecutive free ports found")
 
@@ -54,7 +63,7 @@ def create_test_pki(directory: Path) -> TestPki:
     """A new PKI in ``directory`` on free ports, created at ``PKI_EPOCH``."""
     return TestPki.create(
         directory,
-        crl_port=free_port(),
+        crl_port=free_port_block(1),
         ocsp_port=free_port_block(len(CA_NAMES)),
         at=PKI_EPOCH,
     )

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,9 @@ def openssl_ocsp_status(pki: TestPki, certificate_path: Path, ca: str) -> str:
 def test_crl_is_served_fresh_on_every_request(running_pki: RunningPki, test_pki: TestPki) -> None:
     assert fetch(running_pki.crl_url("rsa")) == test_pki.crl_path("rsa").read_bytes()
     issued = test_pki.issue("person", "撤销者", id_number=ID_NUMBER, at=PKI_EPOCH)
-    test_pki.revoke(issued.serial, reason="superseded")
+    # Revoked on the PKI's own clock: a CRL published "now" would be from the future for every
+    # later test that validates at the session's fixed moment (the PKI is shared).
+    test_pki.revoke(issued.serial, reason="superseded", at=PKI_EPOCH + timedelta(hours=1))
     crl = x509.load_der_x509_crl(fetch(running_pki.crl_url("rsa")))
     assert crl.get_revoked_certificate_by_serial_number(issued.serial) is not None
     assert crl.is_signature_valid(test_pki.intermediate_certificate("rsa").public_key())
@@ -80,7 +83,7 @@ def test_openssl_ocsp_says_good_then_revoked(
 ) -> None:
     issued = test_pki.issue("person", "在线查询", id_number=ID_NUMBER, ca=ca, key=key)  # type: ignore[arg-type]
     assert openssl_ocsp_status(test_pki, issued.cert_path, ca) == "good"
-    test_pki.revoke(issued.serial, reason="key_compromise")
+    test_pki.revoke(issued.serial, reason="key_compromise", at=PKI_EPOCH + timedelta(hours=1))
     assert (
         openssl_ocsp_status(test_pki, issued.cert_path, ca) == "revoked" + "Reason: keyCompromise;"
     )
