@@ -225,6 +225,7 @@ def login() -> BaseResponse:
 class _Validated:
     account: Account
     acr: str
+    amr: tuple[str, ...]  # RFC 8176 values of the gateway session the ticket was issued in
     auth_time: datetime
     from_new_login: bool
     gateway_session_id: str
@@ -286,12 +287,14 @@ def _validate(service: str, ticket: str, renew: bool) -> _Validated:
         at=now,
         cas_ticket=ticket,
     )
-    return _Validated(account, acr, record.created_at, fresh, gateway_session_id)
+    return _Validated(account, acr, tuple(record.amr), record.created_at, fresh, gateway_session_id)
 
 
-def _attributes(validated: _Validated) -> dict[str, str]:
+def _attributes(validated: _Validated) -> dict[str, list[str]]:
+    """The p3 attributes, each a list of values: a multi-valued one (``amr``) is answered as
+    one element per value, as CAS 3.0 answers multi-valued attributes."""
     account = validated.account
-    attributes = {
+    attributes: dict[str, str | list[str]] = {
         "authenticationDate": validated.auth_time.isoformat().replace("+00:00", "Z"),
         "isFromNewLogin": "true" if validated.from_new_login else "false",
         "longTermAuthenticationRequestTokenUsed": "false",
@@ -299,6 +302,7 @@ def _attributes(validated: _Validated) -> dict[str, str]:
         "account_kind": account.kind,
         "real_name_level": str(account.real_name_level),
         "acr": validated.acr,
+        "amr": list(validated.amr),
     }
     if account.kind == ENTERPRISE and account.unified_social_credit_code:
         attributes["uscc"] = account.unified_social_credit_code
@@ -307,7 +311,7 @@ def _attributes(validated: _Validated) -> dict[str, str]:
 
     acting_for = acting_for_claim(validated.gateway_session_id) or {}
     attributes.update({f"acting_for_{k}": str(v) for k, v in acting_for.items() if v})
-    return attributes
+    return {k: v if isinstance(v, list) else [v] for k, v in attributes.items()}
 
 
 def _xml(body: str) -> Response:
@@ -325,7 +329,7 @@ def _answer(fmt: str, validated: _Validated | None, refused: _Refused | None, p3
             assert validated is not None
             success: dict[str, object] = {"user": validated.account.public_id}
             if p3:
-                success["attributes"] = {k: [v] for k, v in _attributes(validated).items()}
+                success["attributes"] = _attributes(validated)
             content = {"authenticationSuccess": success}
         return Response(
             json.dumps({"serviceResponse": content}, ensure_ascii=False),
@@ -340,11 +344,12 @@ def _answer(fmt: str, validated: _Validated | None, refused: _Refused | None, p3
     assert validated is not None
     inner = f"<cas:user>{escape(validated.account.public_id)}</cas:user>"
     if p3:
-        values = "".join(
+        elements = "".join(
             f"<cas:{name}>{escape(value)}</cas:{name}>"
-            for name, value in _attributes(validated).items()
+            for name, values in _attributes(validated).items()
+            for value in values
         )
-        inner += f"<cas:attributes>{values}</cas:attributes>"
+        inner += f"<cas:attributes>{elements}</cas:attributes>"
     return _xml(f"<cas:authenticationSuccess>{inner}</cas:authenticationSuccess>")
 
 

@@ -252,8 +252,8 @@ def test_both_applications_sign_in_with_the_usb_key_and_end_when_it_is_pulled(
     expect(cas.locator("#signed-out")).to_be_visible()
     cas.locator("#login").click()
     expect(cas).to_have_url(stack.cas_url + "/")
-    # CAS releases acr but not amr (DESIGN.md's CAS attributes): the application says so.
-    _shows_the_enterprise(cas, stack, amr="—")
+    # The p3 attributes carry amr as one <cas:amr> element per method, as the ID token's list.
+    _shows_the_enterprise(cas, stack, amr="swk pin")
     screenshot(cas, "sso-cas-app")
 
     # The gateway's account page watches the key; pulling it ends the gateway session, and

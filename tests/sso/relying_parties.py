@@ -100,9 +100,10 @@ def cas_ticket(gateway: Gateway, browser: Browser, service: str, **params: str) 
 @dataclass
 class CasAnswer:
     user: str | None
-    attributes: dict[str, str]
+    attributes: dict[str, str]  # each attribute's first value
     failure_code: str | None
     failure_text: str | None
+    values: dict[str, list[str]] = field(default_factory=dict)  # every value, in order
 
 
 def cas_validate(
@@ -123,12 +124,13 @@ def cas_validate(
     success = root.find("cas:authenticationSuccess", CAS_NS)
     assert success is not None
     user = success.findtext("cas:user", namespaces=CAS_NS)
-    attributes = {}
+    values: dict[str, list[str]] = {}
     found = success.find("cas:attributes", CAS_NS)
     if found is not None:
         for element in found:
-            attributes[element.tag.split("}", 1)[1]] = element.text or ""
-    return CasAnswer(user, attributes, None, None)
+            values.setdefault(element.tag.split("}", 1)[1], []).append(element.text or "")
+    attributes = {name: every[0] for name, every in values.items()}
+    return CasAnswer(user, attributes, None, None, values)
 
 
 def saml_session_index(logout_request: str) -> tuple[str, str]:

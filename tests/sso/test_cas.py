@@ -4,6 +4,7 @@ gateway, logout."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -11,8 +12,12 @@ import requests
 
 from gateway.sso.cas import service_matches
 from gateway.sso.clients import get_clients
+from softhsm.pki import TestPki
+from tests.fixtures_pki import PKI_EPOCH
+from tests.gateway.conftest import pki_anchor_config
 from tests.sso.conftest import Gateway
 from tests.sso.relying_parties import cas_ticket, cas_validate
+from tests.sso.test_step_up_and_keys import usb_key_login
 
 APP = "https://cas-app.example.cn/app"
 SERVICE = APP + "/login?from=cas"
@@ -55,9 +60,24 @@ def test_a_ticket_validates_once_with_the_p3_attributes(gateway: Gateway) -> Non
     assert first.attributes["account_kind"] == "person"
     assert first.attributes["real_name_level"] == str(gateway.account.real_name_level)
     assert first.attributes["acr"] == "urn:certgate:loa:1"
+    assert first.values["amr"] == ["pwd"]  # how the person signed in (RFC 8176)
     assert "uscc" not in first.attributes  # a person has none
     again = cas_validate(gateway, SERVICE, ticket)
     assert again.failure_code == "INVALID_TICKET"
+
+
+def test_amr_after_a_usb_key_login_is_one_element_per_method(
+    make_gateway: Callable[..., Gateway], test_pki: TestPki
+) -> None:
+    gateway = make_gateway(TRUST_ANCHORS=[pki_anchor_config(test_pki, hardware_keys=True)])
+    issued = test_pki.issue("person", "张三", id_number=gateway.id_card_number, at=PKI_EPOCH)
+    _cas_client(gateway)
+    browser = gateway.browser()
+    assert usb_key_login(gateway, browser, issued)["acr"] == "urn:certgate:loa:4"
+    answer = cas_validate(gateway, SERVICE, cas_ticket(gateway, browser, SERVICE))
+    assert answer.failure_code is None
+    assert answer.values["amr"] == ["hwk", "pin", "mfa"]  # as the ID token's amr says
+    assert answer.attributes["acr"] == "urn:certgate:loa:4"
 
 
 def test_service_validate_answers_the_user_without_attributes(gateway: Gateway) -> None:
@@ -100,6 +120,7 @@ def test_the_json_format(gateway: Gateway) -> None:
     success = ok.json()["serviceResponse"]["authenticationSuccess"]
     assert success["user"] == gateway.account.id
     assert success["attributes"]["account_kind"] == ["person"]
+    assert success["attributes"]["amr"] == ["pwd"]
     again = requests.get(
         url, params={"service": SERVICE, "ticket": ticket, "format": "JSON"}, timeout=10
     )
