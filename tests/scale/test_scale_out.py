@@ -9,7 +9,6 @@ the gateways are real processes: nothing is shared between them except the two s
 from __future__ import annotations
 
 import base64
-import json
 import os
 import subprocess
 import threading
