@@ -3,9 +3,11 @@
 Authlib's Flask client does the relying party's work: discovery, the authorization code flow
 with PKCE (S256) and a nonce, the ID token's signature (against the JWKS), issuer, audience,
 expiry, nonce and ``at_hash``, then userinfo. The application shows who signed in and how
-(``acr``, ``amr``), logs out through CertGate's end-session endpoint when the provider has one
-(else locally), and ends its sessions when CertGate's back-channel logout token says the
-person's gateway session ended (OpenID Connect Back-Channel Logout 1.0).
+(``acr``, ``amr``) and, while a person acts for an enterprise, for whom (``acting_for``: the
+enterprise's credit code, name and the person's role), logs out through CertGate's end-session
+endpoint when the provider has one (else locally), and ends its sessions when CertGate's
+back-channel logout token says the person's gateway session ended (OpenID Connect Back-Channel
+Logout 1.0).
 """
 
 from __future__ import annotations
@@ -71,6 +73,10 @@ PAGE = """<!doctype html>
   <dt>统一社会信用代码 uscc</dt><dd id="uscc">{{ user.uscc or "—" }}</dd>
   <dt>认证级别 acr</dt><dd id="acr">{{ user.acr }}</dd>
   <dt>认证方式 amr</dt><dd id="amr">{{ user.amr | join(" ") }}</dd>
+  <dt>代表企业 acting_for</dt><dd id="acting-for">{% if user.acting_for %}
+    <span id="acting-for-name">{{ user.acting_for.name }}</span> ·
+    <span id="acting-for-uscc">{{ user.acting_for.uscc }}</span> ·
+    <span id="acting-for-role">{{ user.acting_for.role }}</span>{% else %}—{% endif %}</dd>
   <dt>sub</dt><dd id="sub">{{ user.sub }}</dd>
 </dl>
 <form method="post" action="{{ url_for('logout') }}">
@@ -166,6 +172,8 @@ def _user_of(token: dict[str, Any], userinfo: dict[str, Any]) -> dict[str, Any]:
         "uscc": userinfo.get("uscc") or id_claims.get("uscc"),
         "acr": id_claims.get("acr"),
         "amr": list(id_claims.get("amr") or []),
+        # A person acting for an enterprise (scope certgate.enterprise): uscc, name, role.
+        "acting_for": userinfo.get("acting_for") or id_claims.get("acting_for"),
     }
 
 
