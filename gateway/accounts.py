@@ -19,10 +19,19 @@ from datetime import datetime
 from typing import Any
 
 from flask import Flask, current_app
-from sqlalchemy import ColumnElement, bindparam, delete, exists, literal_column, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    bindparam,
+    delete,
+    exists,
+    literal_column,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
-from certs.errors import AccountNotFound
+from certs.errors import AccountAmbiguous, AccountNotFound
 from certs.identifiers import (
     is_valid_id_card_number,
     is_valid_uscc,
@@ -99,11 +108,20 @@ IDENTIFIER_KINDS: tuple[tuple[str, Callable[[str], str], Callable[[str], bool]],
 
 def classify_identifier(value: str) -> tuple[str, str] | None:
     """``(kind, normalised value)`` of a typed identifier, or None if it is none of the four."""
+    every = classify_identifier_all(value)
+    return every[0] if every else None
+
+
+def classify_identifier_all(value: str) -> list[tuple[str, str]]:
+    """Every ``(kind, normalised value)`` a typed identifier may be. One string can be two: about
+    one ID-card number in 31 also passes the credit code's checksum (both are 18 characters of
+    digits and X), so a look-up must try each reading, not just the first."""
+    readings = []
     for kind, normalize, is_valid in IDENTIFIER_KINDS:
         normalised = normalize(value)
         if is_valid(normalised):
-            return kind, normalised
-    return None
+            readings.append((kind, normalised))
+    return readings
 
 
 @dataclass(frozen=True)
@@ -347,15 +365,25 @@ class AccountService:
         }
         return conditions[kind]()
 
+    def _identified(self, session: Session, typed: str) -> Account | None:
+        """The one account any reading of ``typed`` names; ``AccountAmbiguous`` when two do
+        (a credit code of one account that is also the ID-card number of another)."""
+        readings = classify_identifier_all(typed)
+        if not readings:
+            return None
+        found = session.scalars(
+            select(Account)
+            .where(or_(*(self._where_identifier(*reading) for reading in readings)))
+            .limit(2)
+        ).all()
+        if len(found) > 1:
+            raise AccountAmbiguous("the identifier names more than one account")
+        return found[0] if found else None
+
     def find_by_identifier(self, typed: str) -> Account | None:
         """The account a typed login identifier names (any of the four), or None."""
-        classified = classify_identifier(typed)
-        if classified is None:
-            return None
         with self.database.session() as session:
-            return session.scalars(
-                select(Account).where(self._where_identifier(*classified))
-            ).one_or_none()
+            return self._identified(session, typed)
 
     def password_subject(self, typed: str, account: Account | None) -> str:
         """What password attempts count against: the account a typed identifier names, or,
@@ -375,11 +403,7 @@ class AccountService:
                 select(Account).where(Account.public_id == reference.strip())
             ).one_or_none()
             if account is None:
-                classified = classify_identifier(reference)
-                if classified is not None:
-                    account = session.scalars(
-                        select(Account).where(self._where_identifier(*classified))
-                    ).one_or_none()
+                account = self._identified(session, reference)
             if account is None:
                 raise AccountInputError(f"account {mask_identifier(reference)!r}: not found")
             account.bindings  # noqa: B018 - load while the session is open

@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from certs.errors import BadRequest
+from certs.errors import AccountAmbiguous, BadRequest
 from certs.mapping import resolve_account
 from gateway import clock
 from gateway.accounts import (
@@ -320,7 +320,11 @@ def password_login() -> Response:
     accounts = get_accounts()
     with guard.attempt() as admissions:
         admissions.append(guard.admit_address(address(), now))
-        account = accounts.find_by_identifier(identifier)
+        try:
+            account = accounts.find_by_identifier(identifier)
+        except AccountAmbiguous:
+            # Two accounts answer to this string: no guess, and no answer that tells why.
+            account = None
         if account is not None:
             context.account_public_id = account.public_id
         subject = password_key(accounts.password_subject(identifier, account))

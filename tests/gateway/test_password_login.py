@@ -10,9 +10,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from certs.identifiers import is_valid_uscc
 from gateway.accounts import AccountService, get_accounts
 from gateway.clock import FixedClock
 from gateway.limits import get_guard
+from softhsm.pki import random_id_card_number
 from tests.gateway.conftest import ORIGIN, PASSWORD, TRUSTED_PROXY, post_json
 
 ID_NUMBER = "11010519491231002X"
@@ -64,6 +66,40 @@ def test_person_signs_in_with_each_identifier(
     assert response.json["ok"] is True
     assert response.json["account"] == {"id": person.id, "kind": "person", "display_name": "张三"}
     assert response.json["amr"] == ["pwd"]
+
+
+def _id_card_number_that_is_also_a_credit_code() -> str:
+    # About one ID-card number in 31 also passes the credit code's checksum.
+    while True:
+        number = random_id_card_number()
+        if is_valid_uscc(number):
+            return number
+
+
+def test_an_id_card_number_that_reads_as_a_credit_code_too_still_signs_in(
+    client: FlaskClient, accounts: AccountService, clock: FixedClock
+) -> None:
+    number = _id_card_number_that_is_also_a_credit_code()
+    made = accounts.create_person(
+        real_name="赵六", id_card_number=number, at=clock.now(), password=PASSWORD
+    )
+    response = login(client, number)
+    assert response.status_code == 200, response.json
+    assert response.json["account"]["id"] == made.id
+
+
+def test_a_string_naming_two_accounts_signs_in_to_neither(
+    client: FlaskClient, accounts: AccountService, clock: FixedClock
+) -> None:
+    number = _id_card_number_that_is_also_a_credit_code()
+    accounts.create_person(
+        real_name="赵六", id_card_number=number, at=clock.now(), password=PASSWORD
+    )
+    accounts.create_enterprise(
+        unified_social_credit_code=number, name="双读有限公司", at=clock.now(), password=PASSWORD
+    )
+    response = login(client, number)
+    assert (response.status_code, response.json["error"]) == (401, "credentials_invalid")
 
 
 def test_enterprise_signs_in_with_credit_code(client: FlaskClient, enterprise: Any) -> None:
