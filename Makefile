@@ -76,7 +76,7 @@ test: venv
 FUZZ_EXAMPLES ?= 20000
 fuzz: venv
 	CERTGATE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -W error -p no:cacheprovider -s \
-	  tests/gateway/test_fuzz.py
+	  tests/gateway/test_fuzz.py tests/admin/test_fuzz_console.py
 
 bench: venv
 	$(BIN)/python -m bench
