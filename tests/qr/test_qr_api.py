@@ -334,3 +334,36 @@ def test_every_state_change_is_audited(app: Flask, client: FlaskClient, phone: P
 def test_qr_ttl_is_checked_at_start_up(base_config: dict[str, Any], ttl: Any) -> None:
     with pytest.raises(ConfigError, match="qr_ttl"):
         create_app({**base_config, "QR_TTL": ttl})
+
+
+def test_an_sso_client_asking_for_a_usb_key_sends_a_scan_session_to_the_key_login(
+    app: Flask, client: FlaskClient, phone: Phone, person: Any, clock: FixedClock
+) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from gateway.sso.clients import get_clients
+
+    callback = "https://app.example.cn/callback"
+    made = get_clients(app).add(
+        "示例应用", protocol="oidc", at=clock.now(), redirect_uris=(callback,), consent="skip"
+    )
+    body = new_ticket(client)
+    scanned(phone, body["qr_payload"])
+    phone.post("/api/v1/mobile/qr/confirm", {"ticket": body["ticket"]})
+    assert state(client, body["ticket"]).get_json()["acr"] == "urn:certgate:loa:1"
+
+    def authorize(**extra: str) -> Any:
+        query = {"response_type": "code", "client_id": made.client.client_id,
+                 "redirect_uri": callback, "scope": "openid", "state": "s1",
+                 "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+                 "code_challenge_method": "S256", **extra}  # fmt: skip
+        return client.get("/oauth/authorize", query_string=query)
+
+    # A client that asks for nothing more gets its code from the scan session ...
+    assert "code=" in authorize().headers["Location"]
+    # ... one that asks for a hardware key with PIN sends the person to sign in again.
+    stepped = authorize(acr_values="urn:certgate:loa:4")
+    assert stepped.status_code == 302
+    login = stepped.headers["Location"]
+    assert login.startswith("/login?")
+    assert parse_qs(urlsplit(login).query)["acr"] == ["urn:certgate:loa:4"]
