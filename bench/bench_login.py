@@ -386,22 +386,27 @@ def print_result(result: Result) -> None:
         f"\nGateway logins: {CLIENTS} concurrent clients, the gateway as certgate serve runs "
         f"it (waitress, {SERVER_THREADS} threads), SQLite, loopback"
     )
+    labelled = [("bare GET /api/v1/session", result.bare, "")]
+    for label, phase in result.logins.items():
+        labelled.append((f"login, {label}", phase, " (goal ≤ 4)"))
+        labelled.append((f"login floor, {label}", result.floors[label], ""))
+    print_phases("bare requests/login", result.bare, labelled)
+
+
+def print_phases(per: str, bare: Phase, labelled: list[tuple[str, Phase, str]]) -> None:
+    """One table of (name, phase, goal) rows, each beside the bare request of the same run: in
+    bare requests per operation (by throughput and by the server's own CPU time)."""
     header = (
         "measurement",
         "count",
         "per second",
         "p50 ms",
         "p99 ms",
-        "bare requests/login",
+        per,
         "server CPU ms/op",
         "by server CPU",
     )
     rows = []
-    bare = result.bare
-    labelled = [("bare GET /api/v1/session", bare, "")]
-    for label, phase in result.logins.items():
-        labelled.append((f"login, {label}", phase, " (goal ≤ 4)"))
-        labelled.append((f"login floor, {label}", result.floors[label], ""))
     for name, phase, goal in labelled:
         is_bare = phase is bare
         ratio = "" if is_bare or not phase.rate else f"{bare.rate / phase.rate:.2f}{goal}"

@@ -40,7 +40,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from bench.bench_login import CLIENTS, DATA_KEY, SERVER_THREADS, Phase, _environment, run_phase
+from bench.bench_login import (
+    CLIENTS,
+    DATA_KEY,
+    SERVER_THREADS,
+    Phase,
+    _environment,
+    print_phases,
+    run_phase,
+)
 from tests.fixtures_pki import free_port
 
 PASSWORD = "bench-sso-password-2026"
@@ -271,46 +279,14 @@ def print_result(result: Result) -> None:
         f"\nSingle sign-on code flows: {CLIENTS} concurrent clients signed in at the gateway, "
         f"certgate serve (waitress, {SERVER_THREADS} threads), SQLite, loopback"
     )
-    header = (
-        "measurement",
-        "count",
-        "per second",
-        "p50 ms",
-        "p99 ms",
+    print_phases(
         "bare requests/flow",
-        "server CPU ms/op",
-        "by server CPU",
+        result.bare,
+        [
+            ("bare GET /api/v1/session", result.bare, ""),
+            ("code flow: authorize + token + userinfo", result.flows, " (goal ≤ 3)"),
+        ],
     )
-    bare, flows = result.bare, result.flows
-    rows = []
-    for name, phase in (
-        ("bare GET /api/v1/session", bare),
-        ("code flow: authorize + token + userinfo", flows),
-    ):
-        is_bare = phase is bare
-        ratio = "" if is_bare or not phase.rate else f"{bare.rate / phase.rate:.2f} (goal ≤ 3)"
-        bare_cpu = bare.server_cpu_per_operation
-        cpu_ratio = (
-            "" if is_bare or not bare_cpu else f"{phase.server_cpu_per_operation / bare_cpu:.2f}"
-        )
-        rows.append(
-            (
-                name,
-                f"{phase.operations:,}",
-                f"{phase.rate:,.1f}",
-                f"{phase.percentile(0.50) * 1000:.2f}",
-                f"{phase.percentile(0.99) * 1000:.2f}",
-                ratio,
-                f"{phase.server_cpu_per_operation * 1000:.2f}",
-                cpu_ratio,
-            )
-        )
-    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=True)]
-    for line in (header, tuple("-" * w for w in widths), *rows):
-        print("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)))
-    for name, phase in (("bare", bare), ("code flow", flows)):
-        for error in sorted(set(phase.errors)):
-            print(f"  error in {name}: {error}")
 
 
 def main(argv: list[str] | None = None) -> None:
