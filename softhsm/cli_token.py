@@ -106,22 +106,34 @@ def init_command(label: str, pin: str, so_pin: str, directory: Path, module: str
     click.echo(_export_line(kit))
 
 
+def certificate_subject_options(command: Command) -> Command:
+    """The options both issue commands share: the test PKI and whom the certificate is for."""
+    options = (
+        click.option(
+            "--pki",
+            "pki_directory",
+            required=True,
+            type=click.Path(path_type=Path),
+            help="Test PKI folder (certgate pki init).",
+        ),
+        click.option("--kind", required=True, type=click.Choice(["person", "enterprise"])),
+        click.option(
+            "--name", required=True, help="Real name of the person or name of the enterprise."
+        ),
+        click.option("--id-number", help="ID-card number (person certificates)."),
+        click.option("--uscc", help="Unified social credit code (enterprise certificates)."),
+        click.option("--valid-days", type=int, default=365, show_default=True),
+        click.option("--not-before", help="Start of validity, ISO 8601 (default: now)."),
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @softhsm.command("issue")
 @click.option("--label", required=True, help="Label of the token that receives the key pair.")
 @click.option("--pin", required=True, help="User PIN of the token.")
-@click.option(
-    "--pki",
-    "pki_directory",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Test PKI folder (certgate pki init).",
-)
-@click.option("--kind", required=True, type=click.Choice(["person", "enterprise"]))
-@click.option("--name", required=True, help="Real name of the person or name of the enterprise.")
-@click.option("--id-number", help="ID-card number (person certificates).")
-@click.option("--uscc", help="Unified social credit code (enterprise certificates).")
-@click.option("--valid-days", type=int, default=365, show_default=True)
-@click.option("--not-before", help="Start of validity, ISO 8601 (default: now).")
+@certificate_subject_options
 @click.option("--key", type=click.Choice(KEY_TYPES), default="rsa2048", show_default=True)
 @click.option(
     "--ca",
@@ -352,19 +364,7 @@ def sm2_init_command(label: str, pin: str, max_tries: int, directory: Path) -> N
 @softhsm.command("sm2-issue")
 @click.option("--label", required=True, help="Label of the SM2 token that receives the key.")
 @click.option("--pin", required=True, help="User PIN of the token.")
-@click.option(
-    "--pki",
-    "pki_directory",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Test PKI folder (certgate pki init).",
-)
-@click.option("--kind", required=True, type=click.Choice(["person", "enterprise"]))
-@click.option("--name", required=True, help="Real name of the person or name of the enterprise.")
-@click.option("--id-number", help="ID-card number (person certificates).")
-@click.option("--uscc", help="Unified social credit code (enterprise certificates).")
-@click.option("--valid-days", type=int, default=365, show_default=True)
-@click.option("--not-before", help="Start of validity, ISO 8601 (default: now).")
+@certificate_subject_options
 @click.option(
     "--ca",
     type=click.Choice(["sm2", "rsa", "p256"]),
