@@ -291,6 +291,11 @@ def _start_server(directory: Path, port: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    return wait_until_serving(process, port)
+
+
+def wait_until_serving(process: subprocess.Popen[bytes], port: int) -> subprocess.Popen[bytes]:
+    """``process`` once its gateway answers on ``port`` (at most a minute), else an error."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:

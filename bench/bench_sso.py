@@ -33,7 +33,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -48,6 +47,7 @@ from bench.bench_login import (
     _environment,
     print_phases,
     run_phase,
+    wait_until_serving,
 )
 from tests.fixtures_pki import free_port
 
@@ -214,20 +214,7 @@ def _start_server(directory: Path, port: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the gateway exited with {process.returncode}")
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            connection.request("GET", "/api/v1/session")
-            connection.getresponse().read()
-            connection.close()
-            return process
-        except OSError:
-            time.sleep(0.1)
-    process.terminate()
-    raise RuntimeError("the gateway did not answer")
+    return wait_until_serving(process, port)
 
 
 def _flowing(_index: int, client: Any) -> None:
