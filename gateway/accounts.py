@@ -158,7 +158,7 @@ class AccountService:
 
     # --- views --------------------------------------------------------------------------------
 
-    def shown_name(self, account: Account | LoginAccount) -> str:
+    def shown_name(self, account: Account | LoginAccount | AccountRecord) -> str:
         """The name an account is shown by: a person's real name (opened from its sealed
         column), an enterprise's name, or the placeholder of a cancelled account."""
         if isinstance(account, LoginAccount) or account.real_name_sealed is None:
@@ -447,6 +447,14 @@ class AccountService:
         with self.database.session() as session:
             return session.get(Account, account_id)
 
+    def record(self, account_id: int) -> AccountRecord | None:
+        """The account as single sign-on reads it on every authorization, token and userinfo
+        request: one prebuilt statement, without the ORM unit of work and the bindings an
+        ``Account`` loads with it (bench/bench_sso.py)."""
+        with self.database.connection() as connection:
+            row = _ACCOUNT_RECORD.execute(connection, {"account_id": account_id}).one_or_none()
+        return AccountRecord(*row) if row is not None else None
+
     def list(self, *, kind: str | None = None) -> list[AccountView]:
         with self.database.session() as session:
             query = select(Account).order_by(Account.id)
@@ -683,6 +691,22 @@ _ACCOUNT_BY_PUBLIC_ID = Prepared(
 )
 
 
+_ACCOUNT_RECORD = Prepared(
+    select(
+        Account.id,
+        Account.public_id,
+        Account.kind,
+        Account.status,
+        Account.display_name,
+        Account.real_name_sealed,
+        Account.real_name_level,
+        Account.phone_sealed,
+        Account.email,
+        Account.unified_social_credit_code,
+    ).where(Account.id == bindparam("account_id"))
+)
+
+
 def _probe_kind(probe: Probe) -> BindingKind | IdentityField | None:
     """What decides the shape of a probe's branch; None when no column holds its field (yet)."""
     if isinstance(probe.step, BindingKind):
@@ -741,6 +765,23 @@ class LoginAccount:
     locked_until: datetime | None
 
 
+@dataclass(frozen=True)
+class AccountRecord:
+    """What single sign-on needs of an account (its state and the claims it releases), read
+    with one prebuilt statement and no ORM: see ``AccountService.record``."""
+
+    id: int
+    public_id: str
+    kind: str
+    status: str
+    display_name: str
+    real_name_sealed: bytes | None
+    real_name_level: int
+    phone_sealed: bytes | None
+    email: str | None
+    unified_social_credit_code: str | None
+
+
 def account_summary(account: Account | LoginAccount, display_name: str) -> dict[str, str]:
     """What the login API shows of an account: ``AccountView.to_api`` without opening the
     sealed numbers or loading bindings; ``display_name`` from ``AccountService.shown_name``."""
@@ -750,7 +791,7 @@ def account_summary(account: Account | LoginAccount, display_name: str) -> dict[
     return data
 
 
-def account_is_usable(account: Account | LoginAccount) -> bool:
+def account_is_usable(account: Account | LoginAccount | AccountRecord) -> bool:
     return account.status not in DISABLED_STATES
 
 

@@ -21,12 +21,15 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask import Flask, Request, Response, current_app
+from flask import Flask, Request, Response, current_app, g, has_request_context
 
 from gateway.stores import SessionRecord, SessionStore
 
 EXTENSION = "certgate.sessions"
 CSRF_HEADER = "X-CSRF-Token"
+# Where a request keeps the session row its cookie names, once read: the consent and acting
+# gates and the route all ask for it, and one read serves them.
+_READ = "certgate_session_read"
 
 
 def _urlsafe(random: bytes) -> str:
@@ -63,6 +66,7 @@ class SessionManager:
     ) -> NewSession:
         if previous_token:
             self.store.delete(token_hash(previous_token))
+        self.forget()
         # Cookie and CSRF token from one read of the system CSPRNG (a system call that lets go
         # of the GIL; see gateway/login.py ``challenge``), each as secrets.token_urlsafe(32).
         random = secrets.token_bytes(64)
@@ -80,21 +84,44 @@ class SessionManager:
         self.store.create(record)
         return NewSession(token, record)
 
-    def current(self, request: Request, *, at: datetime) -> SessionRecord | None:
-        """The live session of this request (touching its idle timer), or None."""
+    def read(self, request: Request) -> SessionRecord | None:
+        """The session row this request's cookie names, as stored (not checked for expiry,
+        idle timer not touched), or None. Read once per request: the gates that run before
+        every route and the route itself share it."""
         token = request.cookies.get(self.cookie_name)
         if not token or len(token) > 128:
             return None
-        record = self.store.get(token_hash(token))
+        id_hash = token_hash(token)
+        kept: tuple[str, SessionRecord | None] | None = (
+            g.get(_READ) if has_request_context() else None
+        )
+        if kept is not None and kept[0] == id_hash:
+            return kept[1]
+        record = self.store.get(id_hash)
+        if has_request_context():
+            setattr(g, _READ, (id_hash, record))
+        return record
+
+    @staticmethod
+    def forget() -> None:
+        """Drop the row this request read: it was just ended or replaced."""
+        if has_request_context():
+            g.pop(_READ, None)
+
+    def current(self, request: Request, *, at: datetime) -> SessionRecord | None:
+        """The live session of this request (touching its idle timer), or None."""
+        record = self.read(request)
         if record is None:
             return None
         if at >= record.expires_at or at >= record.last_seen_at + self.idle:
             self.store.delete(record.id_hash)
+            self.forget()
             return None
         self.store.touch(record.id_hash, at=at)
         return record
 
     def end(self, record: SessionRecord, *, everywhere: bool) -> int:
+        self.forget()
         if everywhere:
             return self.store.delete_for_account(record.account_id)
         self.store.delete(record.id_hash)

@@ -22,15 +22,16 @@ from typing import Any
 from urllib.parse import quote
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, request
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from werkzeug.wrappers import Response as BaseResponse
 
 from gateway import clock
 from gateway.lifecycle.errors import AgreementOutdated, ConsentRequired
 from gateway.lifecycle.models import AgreementConsent, AgreementVersion
-from gateway.sessions import get_sessions, token_hash
+from gateway.sessions import get_sessions
 from gateway.storage.database import Database, get_database
 from gateway.storage.models import Account
+from gateway.storage.prepared import Prepared
 
 EXTENSION = "certgate.agreements"
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
@@ -70,6 +71,19 @@ ALLOWED_WHILE_PENDING = frozenset(
 # The login answers that get ``consent_required`` added (their JSON names the account).
 LOGIN_ENDPOINTS = frozenset(
     {"login.token_login", "login.tls_login", "login.password_login", "credentials.sms_login"}
+)
+
+
+# The account's last consent beside the newest published version (NULL before the first).
+_CONSENT_AND_NEWEST = Prepared(
+    select(
+        Account.agreement_version,
+        select(AgreementVersion.version)
+        .order_by(AgreementVersion.published_at.desc(), AgreementVersion.id.desc())
+        .limit(1)
+        .scalar_subquery()
+        .label("newest"),
+    ).where(Account.id == bindparam("account_id"))
 )
 
 
@@ -144,6 +158,16 @@ class AgreementService:
         if current.enforced and consented_version != current.version:
             return current
         return None
+
+    def pending_for(self, account_id: int) -> Agreement | None:
+        """``pending`` for an account: one statement reads its consent and the newest
+        version's name (the gate asks this on every request with a session); the whole
+        agreement is read only when it is pending."""
+        with self.database.connection() as connection:
+            row = _CONSENT_AND_NEWEST.execute(connection, {"account_id": account_id}).one_or_none()
+        if row is None or row.newest is None or row.agreement_version == row.newest:
+            return None
+        return self.pending(row.agreement_version)
 
     def record(self, account_id: int, version: str, *, how: str, at: datetime) -> bool:
         """Record consent to ``version`` (the current one); False when already recorded."""
@@ -221,18 +245,10 @@ def consent_history() -> Response:
 def _pending_for_request() -> Agreement | None:
     """The agreement the session of this request still has to accept, or None (also when
     there is no live session: the route itself answers that)."""
-    sessions = get_sessions()
-    token = request.cookies.get(sessions.cookie_name)
-    if not token or len(token) > 128:
-        return None
-    record = sessions.store.get(token_hash(token))
+    record = get_sessions().read(request)
     if record is None or clock.now() >= record.expires_at:
         return None
-    with get_database().session() as session:
-        consented = session.scalar(
-            select(Account.agreement_version).where(Account.id == record.account_id)
-        )
-    return get_agreements().pending(consented)
+    return get_agreements().pending_for(record.account_id)
 
 
 def consent_gate() -> BaseResponse | None:

@@ -32,7 +32,7 @@ from sqlalchemy import update
 from werkzeug.wrappers import Response as BaseResponse
 
 from gateway import clock
-from gateway.accounts import account_is_usable, get_accounts
+from gateway.accounts import AccountRecord, account_is_usable, get_accounts
 from gateway.http import begin_audit, write_audit
 from gateway.sessions import get_sessions
 from gateway.sso import pages
@@ -41,7 +41,7 @@ from gateway.sso.errors import ServiceInvalid
 from gateway.sso.models import CAS, CasTicket
 from gateway.sso.participation import record_participation
 from gateway.storage.database import get_database
-from gateway.storage.models import ENTERPRISE, Account
+from gateway.storage.models import ENTERPRISE
 
 bp = Blueprint("sso_cas", __name__)
 
@@ -170,7 +170,7 @@ def login() -> BaseResponse:
     sessions = get_sessions()
     now = clock.now()
     record = sessions.current(request, at=now)
-    account = get_accounts().get(record.account_id) if record is not None else None
+    account = get_accounts().record(record.account_id) if record is not None else None
     if record is not None and (account is None or not account_is_usable(account)):
         record, account = None, None
     if not service:
@@ -223,7 +223,7 @@ def login() -> BaseResponse:
 
 @dataclass(frozen=True)
 class _Validated:
-    account: Account
+    account: AccountRecord
     acr: str
     amr: tuple[str, ...]  # RFC 8176 values of the gateway session the ticket was issued in
     auth_time: datetime
@@ -274,7 +274,7 @@ def _validate(service: str, ticket: str, renew: bool) -> _Validated:
     if record is None or now >= record.expires_at:
         # The sign-on session ended before validation: single logout could not reach this one.
         raise _Refused(INVALID_TICKET, "the sign-on session of this ticket has ended")
-    account = get_accounts().get(account_id)
+    account = get_accounts().record(account_id)
     if account is None or not account_is_usable(account):
         raise _Refused(INVALID_TICKET, "the account can no longer sign in")
     g.certgate_audit.account_public_id = account.public_id
@@ -393,7 +393,7 @@ def logout() -> BaseResponse:
     sessions = get_sessions()
     record = sessions.current(request, at=clock.now())
     if record is not None:
-        account = get_accounts().get(record.account_id)
+        account = get_accounts().record(record.account_id)
         context.account_public_id = account.public_id if account else None
         end_session_everywhere("logout", session_id=record.id_hash)
         sessions.end(record, everywhere=False)

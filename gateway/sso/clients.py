@@ -13,10 +13,11 @@ import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, current_app
-from sqlalchemy import delete, select
+from flask import Flask, current_app, g, has_request_context
+from sqlalchemy import bindparam, delete, select
 
 from gateway.sso.models import (
     CAS,
@@ -29,6 +30,7 @@ from gateway.sso.models import (
 )
 from gateway.storage.database import Database, get_database
 from gateway.storage.personal_data import PersonalDataCipher
+from gateway.storage.prepared import Prepared
 
 EXTENSION = "certgate.sso.clients"
 SECRET_KIND = "sso client secret"
@@ -148,12 +150,18 @@ def check_uri(value: str, field: str, *, allow_http_loopback_only: bool = False)
     return value
 
 
+_SELECT_CLIENT = Prepared(
+    select(SsoClient.__table__).where(SsoClient.client_id == bindparam("client_id"))
+)
+
+
 class ClientRegistry:
     def __init__(self, database: Database, cipher: PersonalDataCipher) -> None:
         self.database = database
         self.hasher = SecretHasher(cipher)
 
-    def _view(self, row: SsoClient) -> RegisteredClient:
+    def _view(self, row: Any) -> RegisteredClient:
+        """A client from its row: an ``SsoClient`` or a row of ``_SELECT_CLIENT``."""
         return RegisteredClient(
             client_id=row.client_id,
             name=row.name,
@@ -237,13 +245,21 @@ class ClientRegistry:
         return NewClient(view, secret)
 
     def get(self, client_id: str) -> RegisteredClient | None:
+        """The registered client, or None. Within a request a client is read once: an
+        authorization or token request asks for it at several steps."""
         if not client_id or len(client_id) > 64:
             return None
-        with self.database.session() as session:
-            row = session.scalars(
-                select(SsoClient).where(SsoClient.client_id == client_id)
-            ).one_or_none()
-            return self._view(row) if row is not None else None
+        kept: dict[str, RegisteredClient | None] | None = None
+        if has_request_context():
+            kept = g.setdefault("certgate_sso_clients", {})
+            if client_id in kept:
+                return kept[client_id]
+        with self.database.connection() as connection:
+            row = _SELECT_CLIENT.execute(connection, {"client_id": client_id}).one_or_none()
+        found = self._view(row) if row is not None else None
+        if kept is not None:
+            kept[client_id] = found
+        return found
 
     def list(self) -> list[RegisteredClient]:
         with self.database.session() as session:
@@ -252,6 +268,8 @@ class ClientRegistry:
 
     def remove(self, client_id: str) -> bool:
         """Removes the client and, by cascade, its codes, tokens, consents and tickets."""
+        if has_request_context():
+            g.pop("certgate_sso_clients", None)
         with self.database.session() as session:
             removed = session.execute(delete(SsoClient).where(SsoClient.client_id == client_id))
             return bool(getattr(removed, "rowcount", 0))

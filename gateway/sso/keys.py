@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Flask, current_app
+from flask import Flask, current_app, g, has_request_context
 from joserfc.jwk import ECKey, KeyParameters, RSAKey
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 
 from gateway.sso.models import KEY_ACTIVE, KEY_RETIRED, SsoSigningKey
 from gateway.storage.database import Database, get_database
 from gateway.storage.personal_data import PersonalDataCipher
+from gateway.storage.prepared import Prepared
 
 EXTENSION = "certgate.sso.keys"
 PRIVATE_KEY_COLUMN = "sso_signing_keys.private_key"
@@ -32,6 +33,12 @@ ALGORITHMS = (RS256, ES256)
 # A retired key stays published this long: the longest-lived token it signed (an ID token,
 # one hour) with a margin for clocks and caches.
 RETIRED_KEY_PUBLISHED = timedelta(hours=2)
+_ACTIVE_KEY = Prepared(
+    select(SsoSigningKey.kid, SsoSigningKey.private_key_sealed)
+    .where(SsoSigningKey.status == KEY_ACTIVE, SsoSigningKey.algorithm == bindparam("algorithm"))
+    .order_by(SsoSigningKey.created_at.desc())
+    .limit(1)
+)
 
 SigningKey = RSAKey | ECKey
 
@@ -123,14 +130,16 @@ class KeyRing:
         return {"keys": [json.loads(row.public_jwk) for row in self.published(at)]}
 
     def signing_key(self, algorithm: str) -> SigningKey:
-        """The active private key for ``algorithm`` (with its kid), made if missing."""
-        with self.database.session() as session:
-            row = session.scalars(
-                select(SsoSigningKey)
-                .where(SsoSigningKey.status == KEY_ACTIVE, SsoSigningKey.algorithm == algorithm)
-                .order_by(SsoSigningKey.created_at.desc())
-                .limit(1)
-            ).one_or_none()
+        """The active private key for ``algorithm`` (with its kid). Read once per request
+        (an ID token's header and its signature both ask); opened keys are kept by kid, so a
+        rotation made by another process is followed at the next request."""
+        kept: dict[str, SigningKey] | None = None
+        if has_request_context():
+            kept = g.setdefault("certgate_signing_keys", {})
+            if algorithm in kept:
+                return kept[algorithm]
+        with self.database.connection() as connection:
+            row = _ACTIVE_KEY.execute(connection, {"algorithm": algorithm}).one_or_none()
         if row is None:
             raise LookupError(f"no active {algorithm} signing key")
         with self._lock:
@@ -142,6 +151,8 @@ class KeyRing:
             opened = key_type.import_key(pem, parameters=parameters)
             with self._lock:
                 self._opened[row.kid] = opened
+        if kept is not None:
+            kept[algorithm] = opened
         return opened
 
 

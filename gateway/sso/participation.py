@@ -11,10 +11,39 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 
 from gateway.sso.models import SsoParticipation
 from gateway.storage.database import Database
+from gateway.storage.prepared import Prepared
+
+# Every token request records its client's participation (once per session for OpenID Connect):
+# built once, run on the gateway's Core connection (gateway/storage/prepared.py).
+_KNOWN_OIDC = Prepared(
+    select(SsoParticipation.id)
+    .where(
+        SsoParticipation.gateway_session_id == bindparam("gateway_session_id"),
+        SsoParticipation.client_id == bindparam("client_id"),
+        SsoParticipation.cas_ticket.is_(None),
+    )
+    .limit(1)
+)
+_INSERT = Prepared(
+    insert(SsoParticipation).values(
+        {
+            name: bindparam(name)
+            for name in (
+                "gateway_session_id",
+                "client_id",
+                "protocol",
+                "account_public_id",
+                "sid",
+                "cas_ticket",
+                "created_at",
+            )
+        }
+    )
+)
 
 
 def session_sid(gateway_session_id: str) -> str:
@@ -34,27 +63,20 @@ def record_participation(
     """Note that ``client_id`` received tokens (OIDC) or a ticket (CAS, with the ticket, which
     a CAS LogoutRequest names) in this gateway session. An OIDC client is recorded once per
     session; each CAS ticket is its own row."""
-    with database.session() as session:
-        if cas_ticket is None:
-            known = session.scalars(
-                select(SsoParticipation.id).where(
-                    SsoParticipation.gateway_session_id == gateway_session_id,
-                    SsoParticipation.client_id == client_id,
-                    SsoParticipation.cas_ticket.is_(None),
-                )
-            ).first()
-            if known is not None:
-                return
-        session.add(
-            SsoParticipation(
-                gateway_session_id=gateway_session_id,
-                client_id=client_id,
-                protocol=protocol,
-                account_public_id=account_public_id,
-                sid=session_sid(gateway_session_id),
-                cas_ticket=cas_ticket,
-                created_at=at,
-            )
+    parameters = {"gateway_session_id": gateway_session_id, "client_id": client_id}
+    with database.connection() as connection:
+        if cas_ticket is None and _KNOWN_OIDC.execute(connection, parameters).rows:
+            return
+        _INSERT.execute(
+            connection,
+            {
+                **parameters,
+                "protocol": protocol,
+                "account_public_id": account_public_id,
+                "sid": session_sid(gateway_session_id),
+                "cas_ticket": cas_ticket,
+                "created_at": at,
+            },
         )
 
 

@@ -12,18 +12,18 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from gateway.accounts import PHONE_COLUMN, AccountService
+from gateway.accounts import PHONE_COLUMN, AccountRecord, AccountService
 from gateway.assurance import LEVELS
-from gateway.storage.models import ENTERPRISE, Account
+from gateway.storage.models import ENTERPRISE
 
 OPENID = "openid"
 OFFLINE_ACCESS = "offline_access"
 PHONE_VERIFIED_FROM_LEVEL = 1
 
-ClaimSource = Callable[[Account, AccountService], Mapping[str, Any]]
+ClaimSource = Callable[[AccountRecord, AccountService], Mapping[str, Any]]
 
 
-def _profile(account: Account, accounts: AccountService) -> Mapping[str, Any]:
+def _profile(account: AccountRecord, accounts: AccountService) -> Mapping[str, Any]:
     return {
         "name": accounts.shown_name(account),
         "account_kind": account.kind,
@@ -31,7 +31,7 @@ def _profile(account: Account, accounts: AccountService) -> Mapping[str, Any]:
     }
 
 
-def _phone(account: Account, accounts: AccountService) -> Mapping[str, Any]:
+def _phone(account: AccountRecord, accounts: AccountService) -> Mapping[str, Any]:
     if account.phone_sealed is None or account.real_name_level < PHONE_VERIFIED_FROM_LEVEL:
         return {}
     return {
@@ -40,11 +40,11 @@ def _phone(account: Account, accounts: AccountService) -> Mapping[str, Any]:
     }
 
 
-def _email(account: Account, accounts: AccountService) -> Mapping[str, Any]:
+def _email(account: AccountRecord, accounts: AccountService) -> Mapping[str, Any]:
     return {"email": account.email} if account.email else {}
 
 
-def _enterprise(account: Account, accounts: AccountService) -> Mapping[str, Any]:
+def _enterprise(account: AccountRecord, accounts: AccountService) -> Mapping[str, Any]:
     if account.kind != ENTERPRISE:
         return {}
     return {
@@ -86,7 +86,7 @@ CLAIMS_SUPPORTED = (
 )
 
 
-def user_claims(account: Account, accounts: AccountService, scope: str) -> dict[str, Any]:
+def user_claims(account: AccountRecord, accounts: AccountService, scope: str) -> dict[str, Any]:
     claims: dict[str, Any] = {"sub": account.public_id}
     for name in scope.split():
         source = SCOPE_CLAIMS.get(name)

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
 from gateway import clock
-from gateway.accounts import account_is_usable, get_accounts
+from gateway.accounts import AccountRecord, account_is_usable, get_accounts
 from gateway.assurance import LEVELS
 from gateway.errors import BadRequest
 from gateway.http import begin_audit, write_audit
@@ -42,7 +42,6 @@ from gateway.sso.oidc.claims import (
 )
 from gateway.sso.oidc.provider import SessionGrant, access_grant, get_server
 from gateway.storage.database import get_database
-from gateway.storage.models import Account
 from gateway.stores import SessionRecord
 
 bp = Blueprint("sso_oidc", __name__)
@@ -103,11 +102,11 @@ def jwks() -> Response:
 # --- authorization ------------------------------------------------------------------------------
 
 
-def _current_session() -> tuple[SessionRecord, Account] | None:
+def _current_session() -> tuple[SessionRecord, AccountRecord] | None:
     record = get_sessions().current(request, at=clock.now())
     if record is None:
         return None
-    account = get_accounts().get(record.account_id)
+    account = get_accounts().record(record.account_id)
     if account is None or not account_is_usable(account):
         return None
     return record, account
@@ -146,7 +145,7 @@ def _needs_login(record: SessionRecord, payload: Any) -> str | None:
     return None
 
 
-def _consented(account: Account, client: RegisteredClient, scope: str) -> bool:
+def _consented(account: AccountRecord, client: RegisteredClient, scope: str) -> bool:
     if client.consent == CONSENT_SKIP:
         return True
     with get_database().session() as session:
@@ -162,7 +161,7 @@ def _consented(account: Account, client: RegisteredClient, scope: str) -> bool:
     )
 
 
-def _record_consent(account: Account, client: RegisteredClient, scope: str) -> None:
+def _record_consent(account: AccountRecord, client: RegisteredClient, scope: str) -> None:
     now = clock.now()
     with get_database().session() as session:
         row = session.scalars(
@@ -292,7 +291,7 @@ def _invalid_request(description: str, redirect_uri: str) -> OAuth2Error:
 
 
 def _finish(
-    server: Any, grant: Any, record: SessionRecord, account: Account, *, granted: bool
+    server: Any, grant: Any, record: SessionRecord, account: AccountRecord, *, granted: bool
 ) -> BaseResponse:
     grant.request.session_grant = SessionGrant(
         gateway_session_id=record.id_hash,

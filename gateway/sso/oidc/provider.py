@@ -20,10 +20,10 @@ from authlib.oauth2.rfc6749 import InvalidRequestError, grants
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core.grants import OpenIDCode
 from flask import Flask, current_app, g
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from gateway import clock
-from gateway.accounts import account_is_usable, get_accounts
+from gateway.accounts import AccountRecord, account_is_usable, get_accounts
 from gateway.sso.clients import RegisteredClient, get_clients
 from gateway.sso.keys import get_keys
 from gateway.sso.models import (
@@ -35,7 +35,7 @@ from gateway.sso.models import (
 from gateway.sso.oidc.claims import OFFLINE_ACCESS, SCOPES, session_claims, user_claims
 from gateway.sso.participation import record_participation, session_sid
 from gateway.storage.database import get_database
-from gateway.storage.models import Account
+from gateway.storage.prepared import Prepared
 
 EXTENSION = "certgate.sso.oidc"
 CODE_TTL = timedelta(seconds=60)
@@ -43,6 +43,33 @@ ACCESS_TOKEN_TTL = timedelta(hours=1)
 ID_TOKEN_TTL = timedelta(hours=1)
 REFRESH_TOKEN_TTL = timedelta(days=30)
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+
+# The statements of every code flow, built once (gateway/storage/prepared.py): an ORM unit of
+# work around each cost several times the statement (bench/bench_sso.py). The rare paths (a
+# reused code, refresh-token rotation) keep the ORM.
+_INSERT_CODE = Prepared(insert(SsoAuthorizationCode))
+# The single-use guarantee: one statement marks the code used only if unused, unexpired and
+# this client's, so two exchanges of one code cannot both succeed.
+_USE_CODE = Prepared(
+    update(SsoAuthorizationCode)
+    .where(
+        SsoAuthorizationCode.code_hash == bindparam("code_hash"),
+        SsoAuthorizationCode.client_id == bindparam("client_id"),
+        SsoAuthorizationCode.used_at.is_(None),
+        SsoAuthorizationCode.expires_at > bindparam("at"),
+    )
+    .values(used_at=bindparam("at"))
+)
+_SELECT_CODE = Prepared(
+    select(SsoAuthorizationCode.__table__).where(
+        SsoAuthorizationCode.code_hash == bindparam("code_hash")
+    )
+)
+_INSERT_ACCESS_TOKEN = Prepared(insert(SsoAccessToken))
+_SELECT_ACCESS_TOKEN = Prepared(
+    select(SsoAccessToken.__table__).where(SsoAccessToken.token_hash == bindparam("token_hash"))
+)
 
 
 def secret_hash(value: str) -> str:
@@ -58,7 +85,7 @@ class SessionGrant:
     """The gateway session an authorization is issued in: who, how, when."""
 
     gateway_session_id: str
-    account: Account
+    account: AccountRecord
     acr: str
     amr: tuple[str, ...]
     auth_time: datetime
@@ -123,8 +150,8 @@ class IssuedRefreshToken:
         return self.scope
 
 
-def _usable_account(account_id: int) -> Account | None:
-    account = get_accounts().get(account_id)
+def _usable_account(account_id: int) -> AccountRecord | None:
+    account = get_accounts().record(account_id)
     return account if account is not None and account_is_usable(account) else None
 
 
@@ -172,67 +199,67 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         granted: SessionGrant = request.session_grant
         payload = request.payload.data
         now = clock.now()
-        with get_database().session() as session:
-            session.add(
-                SsoAuthorizationCode(
-                    code_hash=secret_hash(code),
-                    client_id=request.client.client_id,
-                    account_id=granted.account.id,
-                    redirect_uri=request.payload.redirect_uri,
-                    scope=request.scope,
-                    nonce=payload.get("nonce"),
-                    code_challenge=payload.get("code_challenge"),
-                    code_challenge_method=payload.get("code_challenge") and "S256",
-                    acr=granted.acr,
-                    amr=" ".join(granted.amr),
-                    auth_time=granted.auth_time,
-                    gateway_session_id=granted.gateway_session_id,
-                    sid=granted.sid,
-                    created_at=now,
-                    expires_at=now + CODE_TTL,
-                )
+        with get_database().connection() as connection:
+            _INSERT_CODE.execute(
+                connection,
+                {
+                    "code_hash": secret_hash(code),
+                    "client_id": request.client.client_id,
+                    "account_id": granted.account.id,
+                    "redirect_uri": request.payload.redirect_uri,
+                    "scope": request.scope,
+                    "nonce": payload.get("nonce"),
+                    "code_challenge": payload.get("code_challenge"),
+                    "code_challenge_method": payload.get("code_challenge") and "S256",
+                    "acr": granted.acr,
+                    "amr": " ".join(granted.amr),
+                    "auth_time": granted.auth_time,
+                    "gateway_session_id": granted.gateway_session_id,
+                    "sid": granted.sid,
+                    "created_at": now,
+                    "expires_at": now + CODE_TTL,
+                    "used_at": None,
+                },
             )
 
     def query_authorization_code(self, code: str, client: RegisteredClient) -> IssuedCode | None:
-        """Consumes the code: one statement marks it used only if unused, unexpired and this
-        client's, so two exchanges of one code cannot both succeed."""
+        """Consumes the code (``_USE_CODE``); a code presented again revokes what it gave."""
         now = clock.now()
         code_hash = secret_hash(code)
-        with get_database().session() as session:
-            consumed = session.execute(
-                update(SsoAuthorizationCode)
-                .where(
-                    SsoAuthorizationCode.code_hash == code_hash,
-                    SsoAuthorizationCode.client_id == client.client_id,
-                    SsoAuthorizationCode.used_at.is_(None),
-                    SsoAuthorizationCode.expires_at > now,
-                )
-                .values(used_at=now)
+        database = get_database()
+        with database.connection() as connection:
+            consumed = _USE_CODE.execute(
+                connection,
+                {"code_hash": code_hash, "client_id": client.client_id, "at": now},
             )
-            if not getattr(consumed, "rowcount", 0):
+            row = (
+                _SELECT_CODE.execute(connection, {"code_hash": code_hash}).one_or_none()
+                if consumed.rowcount == 1
+                else None
+            )
+        if row is None:
+            with database.session() as session:
                 _revoke_after_reuse(session, code_hash, client.client_id, now)
-                return None
-            row = session.get(SsoAuthorizationCode, code_hash)
-            assert row is not None
-            return IssuedCode(
-                client_id=row.client_id,
-                account_id=row.account_id,
-                redirect_uri=row.redirect_uri,
-                scope=row.scope,
-                nonce=row.nonce,
-                code_challenge=row.code_challenge,
-                code_challenge_method=row.code_challenge_method,
-                acr=row.acr,
-                amr=row.amr,
-                auth_time=row.auth_time,
-                gateway_session_id=row.gateway_session_id,
-                sid=row.sid,
-            )
+            return None
+        return IssuedCode(
+            client_id=row.client_id,
+            account_id=row.account_id,
+            redirect_uri=row.redirect_uri,
+            scope=row.scope,
+            nonce=row.nonce,
+            code_challenge=row.code_challenge,
+            code_challenge_method=row.code_challenge_method,
+            acr=row.acr,
+            amr=row.amr,
+            auth_time=row.auth_time,
+            gateway_session_id=row.gateway_session_id,
+            sid=row.sid,
+        )
 
     def delete_authorization_code(self, authorization_code: IssuedCode) -> None:
         pass  # consumed when read; expired rows are swept with the other short-lived state
 
-    def authenticate_user(self, authorization_code: IssuedCode) -> Account | None:
+    def authenticate_user(self, authorization_code: IssuedCode) -> AccountRecord | None:
         return _usable_account(authorization_code.account_id)
 
 
@@ -282,7 +309,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
                 family_id=row.family_id,
             )
 
-    def authenticate_user(self, refresh_token: IssuedRefreshToken) -> Account | None:
+    def authenticate_user(self, refresh_token: IssuedRefreshToken) -> AccountRecord | None:
         return _usable_account(refresh_token.account_id)
 
     def revoke_old_credential(self, refresh_token: IssuedRefreshToken) -> None:
@@ -319,14 +346,14 @@ class OpenIDConnectCode(OpenIDCode):
         )
         return claims
 
-    def generate_user_info(self, user: Account, scope: str) -> dict[str, Any]:
+    def generate_user_info(self, user: AccountRecord, scope: str) -> dict[str, Any]:
         return user_claims(user, get_accounts(), scope)
 
 
 def _generate_bearer_token(
     grant_type: str,
     client: RegisteredClient,
-    user: Account | None = None,
+    user: AccountRecord | None = None,
     scope: str | None = None,
     expires_in: int | None = None,
     include_refresh_token: bool = True,
@@ -346,7 +373,7 @@ def _save_token(token: dict[str, Any], request: Any) -> None:
     """Stores the tokens (hashed) with the session they descend from, and records the client's
     participation in that session for single logout."""
     now = clock.now()
-    account: Account = request.user
+    account: AccountRecord = request.user
     client: RegisteredClient = request.client
     origin = request.authorization_code or request.refresh_token
     family = getattr(origin, "family_id", None) or secrets.token_hex(16)
@@ -362,15 +389,18 @@ def _save_token(token: dict[str, Any], request: Any) -> None:
         "issued_at": now,
     }
     database = get_database()
-    with database.session() as session:
-        session.add(
-            SsoAccessToken(
-                token_hash=secret_hash(token["access_token"]),
-                expires_at=now + ACCESS_TOKEN_TTL,
+    with database.connection() as connection:
+        _INSERT_ACCESS_TOKEN.execute(
+            connection,
+            {
+                "token_hash": secret_hash(token["access_token"]),
+                "expires_at": now + ACCESS_TOKEN_TTL,
+                "revoked_at": None,
                 **shared,
-            )
+            },
         )
-        if "refresh_token" in token:
+    if "refresh_token" in token:
+        with database.session() as session:
             session.add(
                 SsoRefreshToken(
                     token_hash=secret_hash(token["refresh_token"]),
@@ -394,7 +424,7 @@ def _save_token(token: dict[str, Any], request: Any) -> None:
 class AccessGrant:
     """What a valid access token allows (userinfo)."""
 
-    account: Account
+    account: AccountRecord
     client_id: str
     scope: str
     gateway_session_id: str
@@ -402,9 +432,9 @@ class AccessGrant:
 
 def access_grant(access_token: str) -> AccessGrant | None:
     now = clock.now()
-    with get_database().session() as session:
-        row = session.scalars(
-            select(SsoAccessToken).where(SsoAccessToken.token_hash == secret_hash(access_token))
+    with get_database().connection() as connection:
+        row = _SELECT_ACCESS_TOKEN.execute(
+            connection, {"token_hash": secret_hash(access_token)}
         ).one_or_none()
     if row is None or row.revoked_at is not None or row.expires_at <= now:
         return None
