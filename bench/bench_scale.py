@@ -9,22 +9,42 @@ one process's logins per second, and p99 stays under 50 ms. The machine's core c
 first: on two cores the clients and the databases compete with the gateways for them, which the
 table shows beside the figures.
 
+Beside each phase's rate the bench prints where the CPU went, in milliseconds per login, from
+the processes' own counters (``/proc/<pid>/stat``, user + system, a process tree with its
+reaped children): the bench process (the clients: HTTP and signing), the gateway (with
+``--workers``, the parent and its workers), every PostgreSQL process and redis-server. From
+those it derives the ceiling this machine puts on the phase: with C the CPU per login of all
+parties and g the gateway's, the cores allow at most ``cores / C`` logins per second, and N
+gateway processes, each held to one core by the GIL, at most ``N / g``. CPU per login does not
+move with other load on the machine the way logins per second do.
+
+It also counts, in a run of the gateway inside the bench process (Flask's test client, one
+login at a time, on the same PostgreSQL and Redis), the round trips of one login: statements
+(with the pool's connection checks), BEGIN and COMMIT to PostgreSQL, and commands (a pipeline
+or a script is one) to Redis.
+
     python -m bench.bench_scale [--logins 150]
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.bench_login import (
     CLIENTS,
+    DATA_KEY,
     REPOSITORY,
     Client,
     Phase,
@@ -39,6 +59,85 @@ from tests.fixtures_pki import free_port, free_port_block
 
 CERTGATE = str(Path(sys.executable).parent / "certgate")
 THREADS = 8
+COUNTED_LOGINS = 50  # the in-process run that counts round trips
+PARTIES = ("clients", "gateway", "PostgreSQL", "Redis")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds of the process and of its children it has reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # [0] is field 3 (state), [1] the parent pid
+    # utime, stime, cutime, cstime: a reaped child's time moves to its parent's c-fields, so a
+    # tree's sum stays whole when a worker or a PostgreSQL backend ends between two readings.
+    ticks = sum(int(value) for value in fields[11:15])
+    return int(fields[1]), ticks / CLOCK_TICKS
+
+
+def tree_cpu_seconds(root: int | None) -> float:
+    """CPU seconds so far of process ``root`` and every descendant (Linux ``/proc``)."""
+    if root is None:
+        return 0.0
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (found := _stat(int(entry))) is not None:
+            stats[int(entry)] = found
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _cpu) in stats.items():
+        children.setdefault(parent, []).append(pid)
+    total, pending = 0.0, [root]
+    while pending:
+        pid = pending.pop()
+        if pid in stats:
+            total += stats[pid][1]
+        pending.extend(children.get(pid, ()))
+    return total
+
+
+def _postmaster(postgres: PostgresServer) -> int | None:
+    try:
+        return int((postgres.data / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@dataclass
+class Measured:
+    phase: Phase
+    workers: int
+    cpu: dict[str, float] = field(default_factory=dict)  # party: CPU seconds in the phase
+    redis_commands: dict[str, int] = field(default_factory=dict)  # commandstats difference
+
+    def per_login(self, party: str) -> float:
+        return self.cpu.get(party, 0.0) / self.phase.operations if self.phase.operations else 0.0
+
+    @property
+    def total_per_login(self) -> float:
+        return sum(self.per_login(party) for party in PARTIES)
+
+    def ceiling(self, cores: int) -> float:
+        """Logins/s the measured CPU shares allow: all parties on ``cores``, and each gateway
+        process on at most one core."""
+        total, gateway = self.total_per_login, self.per_login("gateway")
+        if not total or not gateway:
+            return 0.0
+        return min(cores / total, self.workers / gateway)
+
+
+def _redis_commandstats(url: str | None) -> dict[str, int]:
+    if url is None:
+        return {}
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
 
 
 def _config(directory: Path, pki: TestPki, port: int, database_url: str) -> None:
@@ -101,12 +200,39 @@ def _measure(
     env: dict[str, str],
     certificates: list[tuple[str, IssuedCertificate]],
     logins: int,
-) -> Phase:
+    *,
+    postmaster: int | None = None,
+    redis_server: RedisServer | None = None,
+) -> Measured:
     process = _serve(directory, port, workers, env)
     clients = [Client(port, f"http://127.0.0.1:{port}") for _ in range(CLIENTS)]
+    redis_pid = None
+    if redis_server is not None and redis_server.process is not None:
+        redis_pid = redis_server.process.pid
+    redis_url = redis_server.url if redis_server is not None else None
+
+    def readings() -> dict[str, float]:
+        return {
+            "clients": time.process_time(),  # this process: the client threads
+            "gateway": tree_cpu_seconds(process.pid),
+            "PostgreSQL": tree_cpu_seconds(postmaster),
+            "Redis": tree_cpu_seconds(redis_pid),
+        }
+
     try:
         run_phase("warm-up", clients, _logging_in(certificates), 10)
-        return run_phase(f"{workers}", clients, _logging_in(certificates), logins)
+        commands_before = _redis_commandstats(redis_url)
+        before = readings()
+        phase = run_phase(f"{workers}", clients, _logging_in(certificates), logins)
+        after = readings()
+        commands_after = _redis_commandstats(redis_url)
+        commands = {
+            name: calls - commands_before.get(name, 0)
+            for name, calls in commands_after.items()
+            if name != "info" and calls > commands_before.get(name, 0)
+        }
+        cpu = {party: after[party] - before[party] for party in PARTIES}
+        return Measured(phase, workers, cpu, commands)
     finally:
         for client in clients:
             client.close()
@@ -114,10 +240,144 @@ def _measure(
         process.wait(timeout=30)
 
 
-def run(*, logins: int = 150) -> dict[str, Phase]:
+@dataclass(frozen=True)
+class RoundTrips:
+    """Per login, counted in the in-process run."""
+
+    statements: float  # SQL statements, the pool's connection checks included
+    transactions: float  # BEGIN + COMMIT or ROLLBACK pairs (two round trips each)
+    checkouts: float  # connections taken from the pool
+    redis: float  # Redis round trips (a pipeline or a script is one)
+
+    @property
+    def postgresql(self) -> float:
+        return self.statements + 2 * self.transactions
+
+
+@contextmanager
+def _counting_round_trips() -> Iterator[dict[str, int]]:
+    """Counts what this process sends to PostgreSQL (psycopg) and Redis (redis-py) meanwhile:
+    every cursor execute (SQLAlchemy's statements and its pool's checks), every COMMIT or
+    ROLLBACK of an open transaction (psycopg opens each with a BEGIN of its own), and every
+    packed command written to a Redis connection (a pipeline is one)."""
+    import psycopg
+    import redis.connection
+    from psycopg.pq import TransactionStatus
+
+    counts = {"statements": 0, "transactions": 0, "redis": 0}
+    patched: list[tuple[Any, str, Any]] = []
+
+    def patch(owner: Any, name: str, replacement: Any) -> None:
+        patched.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, replacement)
+
+    execute = psycopg.Cursor.execute
+    commit, rollback = psycopg.Connection.commit, psycopg.Connection.rollback
+    send = redis.connection.AbstractConnection.send_packed_command
+    open_states = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
+
+    def counted_execute(self: Any, *args: Any, **kwargs: Any) -> Any:
+        counts["statements"] += 1
+        return execute(self, *args, **kwargs)
+
+    def ending(original: Any) -> Any:
+        def end(self: Any) -> None:
+            if self.info.transaction_status in open_states:
+                counts["transactions"] += 1
+            original(self)
+
+        return end
+
+    def counted_send(self: Any, *args: Any, **kwargs: Any) -> None:
+        counts["redis"] += 1
+        send(self, *args, **kwargs)
+
+    patch(psycopg.Cursor, "execute", counted_execute)
+    patch(psycopg.Connection, "commit", ending(commit))
+    patch(psycopg.Connection, "rollback", ending(rollback))
+    patch(redis.connection.AbstractConnection, "send_packed_command", counted_send)
+    try:
+        yield counts
+    finally:
+        for owner, name, original in reversed(patched):
+            setattr(owner, name, original)
+
+
+def count_round_trips(
+    directory: Path, redis_url: str, certificate: IssuedCertificate, logins: int
+) -> RoundTrips:
+    """One login's round trips to PostgreSQL and Redis, the gateway running in this process."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from sqlalchemy import event
+
+    from gateway import create_app
+    from tokens.login_message import login_message
+
+    app = create_app(
+        {
+            "CONFIG_FILE": str(directory / "certgate.toml"),
+            "DATA_KEY": DATA_KEY,
+            "STATE_STORE": "redis",
+            "REDIS_URL": redis_url,
+        }
+    )
+    database = app.extensions["certgate.database"]
+    checkouts = [0]
+
+    def checked_out(*_args: Any) -> None:
+        checkouts[0] += 1
+
+    event.listen(database.engine, "checkout", checked_out)
+    origin = app.config["PUBLIC_ORIGIN"]
+    client = app.test_client()
+    der = base64.b64encode(certificate.certificate.public_bytes(serialization.Encoding.DER))
+    key = certificate.private_key
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+
+    def login() -> None:
+        headers = {"Origin": origin}
+        challenge = client.post("/api/v1/login/challenge", json={}, headers=headers).get_json()
+        message = login_message(origin, challenge["challenge_id"], challenge["nonce"])
+        body = {
+            "challenge_id": challenge["challenge_id"],
+            "certificate": der.decode(),
+            "signature": base64.b64encode(key.sign(message, ec.ECDSA(hashes.SHA256()))).decode(),
+            "signature_algorithm": "ecdsa-sha256",
+        }
+        answer = client.post("/api/v1/login/token", json=body, headers=headers)
+        if answer.status_code != 200:
+            raise RuntimeError(f"login: {answer.status_code} {answer.get_json()}")
+        # As the bench's clients: each login starts without a session cookie.
+        client.delete_cookie(app.config["SESSION_COOKIE"])
+
+    try:
+        for _ in range(5):  # connections, scripts loaded, certificate details recorded
+            login()
+        checkouts[0] = 0
+        with _counting_round_trips() as counts:
+            for _ in range(logins):
+                login()
+    finally:
+        database.close()
+    return RoundTrips(
+        counts["statements"] / logins,
+        counts["transactions"] / logins,
+        checkouts[0] / logins,
+        counts["redis"] / logins,
+    )
+
+
+@dataclass
+class Results:
+    measured: dict[str, Measured] = field(default_factory=dict)
+    round_trips: RoundTrips | None = None
+
+
+def run(*, logins: int = 150) -> Results:
     directory = Path(tempfile.mkdtemp(prefix="certgate-bench-scale-"))
     postgres = redis = None
-    results: dict[str, Phase] = {}
+    results = Results()
     try:
         pki = TestPki.create(
             directory / "pki", crl_port=free_port(), ocsp_port=free_port_block(len(CA_NAMES))
@@ -137,7 +397,7 @@ def run(*, logins: int = 150) -> dict[str, Phase]:
         embedded.mkdir()
         _config(embedded, pki, port, f"sqlite:///{embedded / 'certgate.sqlite3'}")
         _create_accounts(embedded, certificates)
-        results["SQLite, in-process state, 1 process"] = _measure(
+        results.measured["SQLite, in-process state, 1 process"] = _measure(
             embedded, port, 1, base_env, certificates, logins
         )
 
@@ -148,7 +408,19 @@ def run(*, logins: int = 150) -> dict[str, Phase]:
         env = {**base_env, "CERTGATE_STATE_STORE": "redis", "CERTGATE_REDIS_URL": redis.url}
         for workers in (1, 2):
             label = f"PostgreSQL + Redis, {workers} process{'es' if workers > 1 else ''}"
-            results[label] = _measure(shared, port, workers, env, certificates, logins)
+            results.measured[label] = _measure(
+                shared,
+                port,
+                workers,
+                env,
+                certificates,
+                logins,
+                postmaster=_postmaster(postgres),
+                redis_server=redis,
+            )
+        results.round_trips = count_round_trips(
+            shared, redis.url, certificates[0][1], COUNTED_LOGINS
+        )
         return results
     finally:
         if redis is not None:
@@ -158,21 +430,57 @@ def run(*, logins: int = 150) -> dict[str, Phase]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def print_result(results: dict[str, Phase]) -> None:
-    print(f"\nScale-out: P-256 certificate logins, {CLIENTS} clients, {os.cpu_count()} cores")
-    print(f"{'deployment':<40} {'logins/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
-    for label, phase in results.items():
+def print_result(results: Results) -> None:
+    cores = os.cpu_count() or 1
+    print(f"\nScale-out: P-256 certificate logins, {CLIENTS} clients, {cores} cores")
+    print(
+        f"{'deployment':<40} {'logins/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
+        "   CPU ms per login: "
+        + " ".join(f"{party:>10}" for party in PARTIES)
+        + f" {'total':>7}   {'ceiling/s':>9}"
+    )
+    for label, measured in results.measured.items():
+        phase = measured.phase
         print(
             f"{label:<40} {phase.rate:>9.1f} {phase.percentile(0.5) * 1000:>8.1f} "
             f"{phase.percentile(0.99) * 1000:>8.1f} {len(phase.errors):>7}"
+            "                     "
+            + " ".join(f"{measured.per_login(party) * 1000:>10.2f}" for party in PARTIES)
+            + f" {measured.total_per_login * 1000:>7.2f}   {measured.ceiling(cores):>9.0f}"
         )
-    one = results.get("PostgreSQL + Redis, 1 process")
-    two = results.get("PostgreSQL + Redis, 2 processes")
-    if one and two and one.rate:
-        print(f"two processes / one: {two.rate / one.rate:.2f}x (goal >= 1.8x)")
-    for phase in results.values():
-        for error in phase.errors[:3]:
-            print(f"  error: {error}")
+    print(
+        f"ceiling/s: derived from the measured CPU shares, min({cores} cores / total CPU per "
+        "login, gateway processes / gateway CPU per login)"
+    )
+    one = results.measured.get("PostgreSQL + Redis, 1 process")
+    two = results.measured.get("PostgreSQL + Redis, 2 processes")
+    if one and two and one.phase.rate:
+        print(
+            f"two processes / one, measured: {two.phase.rate / one.phase.rate:.2f}x (goal >= 1.8x)"
+        )
+        allowed = two.ceiling(cores) / one.phase.rate
+        print(
+            f"two processes / one, the most these cores allow (derived from the measured CPU "
+            f"shares: two processes' ceiling / one process's measured rate): {allowed:.2f}x"
+        )
+        for name, measured in (("one process", one), ("two processes", two)):
+            if measured.phase.operations:
+                commands = ", ".join(
+                    f"{command} {calls / measured.phase.operations:.1f}"
+                    for command, calls in sorted(measured.redis_commands.items())
+                )
+                print(f"Redis commands per login, {name} (scripts' own calls included): {commands}")
+    trips = results.round_trips
+    if trips is not None:
+        print(
+            f"round trips per login (in-process run, {COUNTED_LOGINS} logins): PostgreSQL "
+            f"{trips.postgresql:.1f} ({trips.statements:.1f} statements incl. connection checks, "
+            f"{trips.transactions:.1f} BEGIN/COMMIT pairs, {trips.checkouts:.1f} pool checkouts), "
+            f"Redis {trips.redis:.1f}"
+        )
+    for label, measured in results.measured.items():
+        for error in measured.phase.errors[:3]:
+            print(f"  error in {label}: {error}")
 
 
 def main(argv: list[str] | None = None) -> None:
