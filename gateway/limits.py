@@ -117,12 +117,10 @@ class LoginGuard:
 
     def succeeded(self, admissions: Sequence[Admission]) -> None:
         """A successful login does not count against any limit, and ends the failure streak."""
-        for admission in admissions:
-            self.store.give_back(admission, end_streak=True)
+        self.store.give_back_all(admissions, end_streak=True)
 
     def give_back(self, admissions: Sequence[Admission]) -> None:
-        for admission in admissions:
-            self.store.give_back(admission, end_streak=False)
+        self.store.give_back_all(admissions, end_streak=False)
 
     def locked_until(self, key: str, at: datetime) -> datetime | None:
         return self.store.locked_until(key, at=at)

@@ -14,7 +14,7 @@ import functools
 import hmac
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -260,6 +260,10 @@ class AttemptStore(Protocol):
         about the credentials); ``end_streak``: a success, which also ends the key's failure
         streak."""
 
+    def give_back_all(self, admissions: Sequence[Admission], *, end_streak: bool) -> None:
+        """``give_back`` of each admission (a login's address and certificate); a store on
+        another server sends them together."""
+
     def failed(
         self,
         key: str,
@@ -380,6 +384,10 @@ class SqlAttemptStore:
                 succeed if end_streak else give_back,
                 {"b_key": admission.key, "b_window_start": admission.window_start},
             )
+
+    def give_back_all(self, admissions: Sequence[Admission], *, end_streak: bool) -> None:
+        for admission in admissions:
+            self.give_back(admission, end_streak=end_streak)
 
     def failed(
         self,
@@ -581,6 +589,10 @@ class MemoryAttemptStore:
                 counter.attempts -= 1
             if end_streak:
                 counter.failures, counter.first_failure_at = 0, None
+
+    def give_back_all(self, admissions: Sequence[Admission], *, end_streak: bool) -> None:
+        for admission in admissions:
+            self.give_back(admission, end_streak=end_streak)
 
     def failed(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import select
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ from alembic.script import ScriptDirectory
 from flask import Flask, current_app
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.config import ConfigError
@@ -40,6 +42,28 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Pool check-out of a server database's connection: refuse one the server has closed,
+    without a round trip. Between units of work a live connection has nothing to read; a server
+    that restarts or ends the session writes its last error and closes the socket, which then
+    reads as ready (or hung up). SQLAlchemy discards a connection refused here and takes a new
+    one, so the first request after a restart gets a fresh connection and the gateway recovers
+    with no restart of its own. A server that vanished without closing the socket is met by the
+    request's first statement: SQLAlchemy then replaces every connection older than that error.
+
+    ``pool_pre_ping`` did the same with a ``SELECT 1`` per check-out: one round trip, and a
+    wake-up of the server's backend, for every unit of work, several per login
+    (bench/bench_scale.py)."""
+    try:
+        descriptor = dbapi_connection.fileno()
+    except Exception:  # noqa: BLE001 - closed or broken: the driver's own error classes
+        raise DisconnectionError("database connection closed") from None
+    poller = select.poll()
+    poller.register(descriptor, select.POLLIN | select.POLLPRI)
+    if poller.poll(0):
+        raise DisconnectionError("the database server closed this connection")
+
+
 def make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
@@ -51,18 +75,22 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(parsed, max_overflow=-1)
     else:
         # A server database may restart under the gateway: each connection is checked before
-        # it is handed out (one round trip), so the first request after a restart gets a fresh
-        # connection instead of a dead one, and the gateway recovers with no restart of its own.
-        # A down server answers "connection refused" at once; connect_timeout bounds the rest.
+        # it is handed out, so the first request after a restart gets a fresh connection
+        # instead of a dead one, and the gateway recovers with no restart of its own. On
+        # PostgreSQL the check looks at the socket (_closed_by_server, no round trip); other
+        # servers get SQLAlchemy's pre-ping (a round trip per check-out). A down server answers
+        # "connection refused" at once; connect_timeout bounds the rest.
         postgresql = parsed.get_backend_name() == "postgresql"
         engine = create_engine(
             parsed,
-            pool_pre_ping=True,
+            pool_pre_ping=not postgresql,
             pool_size=10,
             max_overflow=10,
             pool_timeout=5,
             connect_args={"connect_timeout": 3} if postgresql else {},
         )
+        if postgresql:
+            event.listen(engine, "checkout", _closed_by_server)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _on_sqlite_connect)
     return engine

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from certs.revocation.ocsp import OcspCertId
 from certs.revocation.status import RevocationState, RevocationStatus
-from gateway.storage.database import alembic_config
+from gateway.storage.database import alembic_config, make_engine
 from gateway.storage.redis_state import (
     RedisAttemptStore,
     RedisChallengeStore,
@@ -64,6 +64,58 @@ def _attempt_story(store: Any, start: datetime) -> list[Any]:
 
 def test_redis_attempts_count_like_the_in_process_store(client: redis.Redis) -> None:
     assert _attempt_story(RedisAttemptStore(client), AT) == _attempt_story(MemoryAttemptStore(), AT)
+
+
+def test_a_login_gives_back_its_address_and_certificate_together_even_after_redis_lost_scripts(
+    client: redis.Redis,
+) -> None:
+    # A successful login gives back both of its admissions in one pipeline; a Redis that lost
+    # its scripts (restarted) meanwhile must still have both given back, each exactly once.
+    store = RedisAttemptStore(client)
+    memory = MemoryAttemptStore()
+    for flushed in (False, True):
+        for each in (store, memory):
+            admissions = [
+                each.admit(key, limit=2, window=WINDOW, at=AT)
+                for key in (f"address:{flushed}", f"certificate:{flushed}")
+                for _ in range(2)
+            ]
+            each.failed(f"certificate:{flushed}", at=AT, **STREAK)
+            each.failed(f"certificate:{flushed}", at=AT, **STREAK)
+            if flushed and each is store:
+                client.script_flush()
+            each.give_back_all([admissions[1], admissions[3]], end_streak=True)
+        for key in (f"address:{flushed}", f"certificate:{flushed}"):
+            # One slot of two free again, in both stores; the certificate's streak ended.
+            assert (
+                [store.admit(key, limit=2, window=WINDOW, at=AT).admitted for _ in range(2)]
+                == [memory.admit(key, limit=2, window=WINDOW, at=AT).admitted for _ in range(2)]
+                == [True, False]
+            )
+        assert store.failed(f"certificate:{flushed}", at=AT, **STREAK) is None
+
+
+def test_a_connection_the_database_server_closed_is_replaced_before_use(
+    postgres: PostgresServer,
+) -> None:
+    # PostgreSQL ending a pooled connection (a restart, an administrator) must not fail the
+    # next request: the pool notices the closed socket at check-out and connects again.
+    engine = make_engine(postgres.url)
+    try:
+        with engine.connect() as connection:
+            first = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        killer = create_engine(postgres.url)
+        with killer.connect() as connection:
+            assert connection.execute(
+                text("SELECT pg_terminate_backend(:pid)"), {"pid": first}
+            ).scalar_one()
+        killer.dispose()
+        time.sleep(0.2)  # the server's last message and the socket's close reach this side
+        with engine.connect() as connection:
+            second = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        assert second != first
+    finally:
+        engine.dispose()
 
 
 def test_a_limit_admits_exactly_its_count_across_processes(redis_server: RedisServer) -> None:
