@@ -27,6 +27,7 @@ from gateway.stores import SessionRecord, SessionStore
 
 EXTENSION = "certgate.sessions"
 CSRF_HEADER = "X-CSRF-Token"
+TOUCH_AT_MOST_EVERY = timedelta(seconds=30)
 # Where a request keeps the session row its cookie names, once read: the consent and acting
 # gates and the route all ask for it, and one read serves them.
 _READ = "certgate_session_read"
@@ -54,6 +55,11 @@ class SessionManager:
         self.cookie_name = cookie_name
         self.idle = timedelta(seconds=idle_timeout)
         self.absolute = timedelta(seconds=absolute_timeout)
+        # The idle timer is written at most this often: a page and the requests it makes, or
+        # an application's sign-on round trip, write the session row once rather than on every
+        # request. The session may so end up to this much before a full idle period has passed
+        # since its last request, never after.
+        self.touch_every = min(self.idle / 20, TOUCH_AT_MOST_EVERY)
 
     def start(
         self,
@@ -117,7 +123,8 @@ class SessionManager:
             self.store.delete(record.id_hash)
             self.forget()
             return None
-        self.store.touch(record.id_hash, at=at)
+        if at - record.last_seen_at >= self.touch_every:
+            self.store.touch(record.id_hash, at=at)
         return record
 
     def end(self, record: SessionRecord, *, everywhere: bool) -> int:

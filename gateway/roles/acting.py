@@ -111,17 +111,24 @@ def _load(session_hash: str, *, at: datetime) -> Acting | None:
         if row is None:
             return None
         record = get_sessions().store.get(session_hash)
-        if record is None or at >= record.expires_at or record.account_id != row.person_id:
-            session.delete(row)
-            return None
-        person = session.get(Account, row.person_id)
-        enterprise = session.get(Account, row.enterprise_id)
-        if person is None or enterprise is None:
-            return None
-        person_public_id = person.public_id
-        enterprise_public_id = enterprise.public_id
-        name, uscc = enterprise.display_name, enterprise.unified_social_credit_code
-        person_id, enterprise_id = row.person_id, row.enterprise_id
+        ended = record is None or at >= record.expires_at or record.account_id != row.person_id
+        if not ended:
+            person = session.get(Account, row.person_id)
+            enterprise = session.get(Account, row.enterprise_id)
+            if person is None or enterprise is None:
+                return None
+            person_public_id = person.public_id
+            enterprise_public_id = enterprise.public_id
+            name, uscc = enterprise.display_name, enterprise.unified_social_credit_code
+            person_id, enterprise_id = row.person_id, row.enterprise_id
+    if ended:
+        # On the Core connection: inside a request's open unit of work (an SSO token
+        # exchange) this joins it rather than waiting on it for the write lock.
+        with database.connection() as connection:
+            connection.execute(
+                delete(ActingSession).where(ActingSession.session_hash == session_hash)
+            )
+        return None
     role = get_roles().role_for(person_id, enterprise_id, at=at)
     return Acting(person_id, person_public_id, role, enterprise_public_id, name, uscc)
 

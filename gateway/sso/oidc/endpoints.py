@@ -11,6 +11,7 @@ scopes unless the client is registered ``--consent skip``); then the code.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -300,12 +301,14 @@ def _finish(
         amr=record.amr,
         auth_time=record.created_at,
     )
-    response: BaseResponse = server.create_authorization_response(
-        grant=grant, grant_user=account if granted else None
-    )
-    location = response.headers.get("Location", "")
-    outcome = "ok" if granted and "code=" in location else "access_denied"
-    write_audit(outcome)
+    # The code and its audit record: one transaction (both on the Core connection).
+    with get_database().connection():
+        response: BaseResponse = server.create_authorization_response(
+            grant=grant, grant_user=account if granted else None
+        )
+        location = response.headers.get("Location", "")
+        outcome = "ok" if granted and "code=" in location else "access_denied"
+        write_audit(outcome)
     g.certgate_skip_audit = True
     return response
 
@@ -318,15 +321,26 @@ def token() -> BaseResponse:
     context = begin_audit("sso_token", OIDC)
     grant_type = request.form.get("grant_type", "")
     context.notes.append(f"grant_type {grant_type[:32]}")
-    response: BaseResponse = get_server().create_token_response()
-    body = response.get_json(silent=True) or {}
-    note = g.get("certgate_sso_note")
-    if note:
-        context.notes.append(note)
-    client_id = request.form.get("client_id") or getattr(request.authorization, "username", None)
-    if client_id:
-        context.notes.append(f"client {str(client_id)[:64]}")
-    write_audit("ok" if response.status_code == 200 else str(body.get("error", "bad_request")))
+    # The code exchanged, the tokens stored and the audit record: one transaction on the Core
+    # connection (every statement of the code grant runs there; refresh-token rotation keeps
+    # its ORM units of work, outside).
+    unit = (
+        get_database().connection()
+        if grant_type == "authorization_code"
+        else contextlib.nullcontext()
+    )
+    with unit:
+        response: BaseResponse = get_server().create_token_response()
+        body = response.get_json(silent=True) or {}
+        note = g.get("certgate_sso_note")
+        if note:
+            context.notes.append(note)
+        client_id = request.form.get("client_id") or getattr(
+            request.authorization, "username", None
+        )
+        if client_id:
+            context.notes.append(f"client {str(client_id)[:64]}")
+        write_audit("ok" if response.status_code == 200 else str(body.get("error", "bad_request")))
     g.certgate_skip_audit = True
     response.headers["Pragma"] = "no-cache"
     return response
@@ -348,18 +362,20 @@ def userinfo() -> Response:
         write_audit("invalid_token", detail="no bearer token")
         g.certgate_skip_audit = True
         return _bearer_error("invalid_token", "A bearer access token is required.", 401)
-    granted = access_grant(value.strip())
-    if granted is None:
-        write_audit("invalid_token", detail="unknown, expired or revoked access token")
-        g.certgate_skip_audit = True
-        return _bearer_error("invalid_token", "The access token is not valid.", 401)
-    context.account_public_id = granted.account.public_id
-    context.notes.append(f"client {granted.client_id}")
-    if "openid" not in granted.scope.split():
-        write_audit("insufficient_scope")
-        g.certgate_skip_audit = True
-        return _bearer_error("insufficient_scope", "The token lacks the openid scope.", 403)
-    write_audit("ok")
+    # The reads and the audit record: one transaction on the Core connection.
+    with get_database().connection():
+        granted = access_grant(value.strip())
+        if granted is None:
+            write_audit("invalid_token", detail="unknown, expired or revoked access token")
+            g.certgate_skip_audit = True
+            return _bearer_error("invalid_token", "The access token is not valid.", 401)
+        context.account_public_id = granted.account.public_id
+        context.notes.append(f"client {granted.client_id}")
+        if "openid" not in granted.scope.split():
+            write_audit("insufficient_scope")
+            g.certgate_skip_audit = True
+            return _bearer_error("insufficient_scope", "The token lacks the openid scope.", 403)
+        write_audit("ok")
     claims = user_claims(granted.account, get_accounts(), granted.scope)
     claims.update(session_claims(granted.gateway_session_id, granted.scope))
     return jsonify(claims)

@@ -67,6 +67,7 @@ _SELECT_CODE = Prepared(
     )
 )
 _INSERT_ACCESS_TOKEN = Prepared(insert(SsoAccessToken))
+_INSERT_REFRESH_TOKEN = Prepared(insert(SsoRefreshToken))
 _SELECT_ACCESS_TOKEN = Prepared(
     select(SsoAccessToken.__table__).where(SsoAccessToken.token_hash == bindparam("token_hash"))
 )
@@ -171,16 +172,16 @@ class S256CodeChallenge(CodeChallenge):
         super().validate_code_challenge(grant, redirect_uri)
 
 
-def _revoke_after_reuse(session: Any, code_hash: str, client_id: str, now: datetime) -> None:
+def _revoke_after_reuse(connection: Any, code_hash: str, client_id: str, now: datetime) -> None:
     """A code presented again after it was exchanged: someone else holds a copy, so the tokens
     it gave are revoked (RFC 6749 §4.1.2, OAuth 2.0 Security BCP §4.5). The tokens descend
     from the code's client and gateway session (refresh tokens keep both), so every token of
     that client in that session goes."""
-    row = session.get(SsoAuthorizationCode, code_hash)
+    row = _SELECT_CODE.execute(connection, {"code_hash": code_hash}).one_or_none()
     if row is None or row.used_at is None or row.client_id != client_id:
         return
     for table in (SsoAccessToken, SsoRefreshToken):
-        session.execute(
+        connection.execute(
             update(table)
             .where(
                 table.client_id == client_id,
@@ -232,15 +233,10 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 connection,
                 {"code_hash": code_hash, "client_id": client.client_id, "at": now},
             )
-            row = (
-                _SELECT_CODE.execute(connection, {"code_hash": code_hash}).one_or_none()
-                if consumed.rowcount == 1
-                else None
-            )
-        if row is None:
-            with database.session() as session:
-                _revoke_after_reuse(session, code_hash, client.client_id, now)
-            return None
+            if consumed.rowcount != 1:
+                _revoke_after_reuse(connection, code_hash, client.client_id, now)
+                return None
+            row = _SELECT_CODE.execute(connection, {"code_hash": code_hash}).one_or_none()
         return IssuedCode(
             client_id=row.client_id,
             account_id=row.account_id,
@@ -389,6 +385,7 @@ def _save_token(token: dict[str, Any], request: Any) -> None:
         "issued_at": now,
     }
     database = get_database()
+    # The tokens and the client's participation in the session: one transaction.
     with database.connection() as connection:
         _INSERT_ACCESS_TOKEN.execute(
             connection,
@@ -399,25 +396,27 @@ def _save_token(token: dict[str, Any], request: Any) -> None:
                 **shared,
             },
         )
-    if "refresh_token" in token:
-        with database.session() as session:
-            session.add(
-                SsoRefreshToken(
-                    token_hash=secret_hash(token["refresh_token"]),
-                    family_id=family,
-                    expires_at=now + REFRESH_TOKEN_TTL,
+        if "refresh_token" in token:
+            _INSERT_REFRESH_TOKEN.execute(
+                connection,
+                {
+                    "token_hash": secret_hash(token["refresh_token"]),
+                    "family_id": family,
+                    "expires_at": now + REFRESH_TOKEN_TTL,
+                    "used_at": None,
+                    "revoked_at": None,
                     **shared,
-                )
+                },
             )
-    if request.authorization_code is not None:
-        record_participation(
-            database,
-            gateway_session_id=origin.gateway_session_id,
-            client_id=client.client_id,
-            protocol=OIDC,
-            account_public_id=account.public_id,
-            at=now,
-        )
+        if request.authorization_code is not None:
+            record_participation(
+                database,
+                gateway_session_id=origin.gateway_session_id,
+                client_id=client.client_id,
+                protocol=OIDC,
+                account_public_id=account.public_id,
+                at=now,
+            )
 
 
 @dataclass(frozen=True)
