@@ -445,3 +445,19 @@ def test_challenges_are_rate_limited_per_address(make_app: Any) -> None:
     client = app.test_client()
     statuses = [post_json(client, "/api/v1/login/challenge", None).status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 429]
+
+
+def test_a_session_in_use_outlives_its_idle_timeout_though_its_timer_is_written_sparingly(
+    client: FlaskClient, person: Any, clock: FixedClock, app: Flask
+) -> None:
+    """The idle timer is written at most every min(idle / 20, 30 s): requests a few seconds
+    apart keep the session alive past the idle timeout, and after a full idle period without
+    a request it ends."""
+    idle = app.config["SESSION_IDLE_TIMEOUT"]
+    step = max(1, idle // 40)
+    login(client, "zhangsan")
+    for _ in range(3 * idle // step):
+        clock.advance(step)
+        assert client.get("/api/v1/session").status_code == 200
+    clock.advance(idle)
+    assert client.get("/api/v1/session").status_code == 401
