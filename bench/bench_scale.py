@@ -16,7 +16,8 @@ reaped children): the bench process (the clients: HTTP and signing), the gateway
 those it derives the ceiling this machine puts on the phase: with C the CPU per login of all
 parties and g the gateway's, the cores allow at most ``cores / C`` logins per second, and N
 gateway processes, each held to one core by the GIL, at most ``N / g``. CPU per login does not
-move with other load on the machine the way logins per second do.
+move with other load on the machine the way logins per second do; that load is printed beside
+it (cores busy with anything else during the phase, from ``/proc/stat``).
 
 It also counts, in a run of the gateway inside the bench process (Flask's test client, one
 login at a time, on the same PostgreSQL and Redis), the round trips of one login: statements
@@ -97,6 +98,16 @@ def tree_cpu_seconds(root: int | None) -> float:
     return total
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores have spent busy so far (``/proc/stat``: all but idle and iowait)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return 0.0
+    ticks = [int(value) for value in fields]
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / CLOCK_TICKS
+
+
 def _postmaster(postgres: PostgresServer) -> int | None:
     try:
         return int((postgres.data / "postmaster.pid").read_text().split()[0])
@@ -109,6 +120,7 @@ class Measured:
     phase: Phase
     workers: int
     cpu: dict[str, float] = field(default_factory=dict)  # party: CPU seconds in the phase
+    machine_busy: float = 0.0  # CPU seconds the whole machine was busy during the phase
     redis_commands: dict[str, int] = field(default_factory=dict)  # commandstats difference
 
     def per_login(self, party: str) -> float:
@@ -117,6 +129,14 @@ class Measured:
     @property
     def total_per_login(self) -> float:
         return sum(self.per_login(party) for party in PARTIES)
+
+    @property
+    def others_cores(self) -> float:
+        """Cores busy with anything but the bench's parties, on average over the phase."""
+        if not self.phase.seconds:
+            return 0.0
+        ours = sum(self.cpu.get(party, 0.0) for party in PARTIES)
+        return max(0.0, self.machine_busy - ours) / self.phase.seconds
 
     def ceiling(self, cores: int) -> float:
         """Logins/s the measured CPU shares allow: all parties on ``cores``, and each gateway
@@ -217,6 +237,7 @@ def _measure(
             "gateway": tree_cpu_seconds(process.pid),
             "PostgreSQL": tree_cpu_seconds(postmaster),
             "Redis": tree_cpu_seconds(redis_pid),
+            "machine": machine_busy_seconds(),
         }
 
     try:
@@ -232,7 +253,8 @@ def _measure(
             if name != "info" and calls > commands_before.get(name, 0)
         }
         cpu = {party: after[party] - before[party] for party in PARTIES}
-        return Measured(phase, workers, cpu, commands)
+        busy = after["machine"] - before["machine"]
+        return Measured(phase, workers, cpu, busy, commands)
     finally:
         for client in clients:
             client.close()
@@ -437,7 +459,7 @@ def print_result(results: Results) -> None:
         f"{'deployment':<40} {'logins/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}"
         "   CPU ms per login: "
         + " ".join(f"{party:>10}" for party in PARTIES)
-        + f" {'total':>7}   {'ceiling/s':>9}"
+        + f" {'total':>7}   {'ceiling/s':>9} {'other load':>10}"
     )
     for label, measured in results.measured.items():
         phase = measured.phase
@@ -447,10 +469,12 @@ def print_result(results: Results) -> None:
             "                     "
             + " ".join(f"{measured.per_login(party) * 1000:>10.2f}" for party in PARTIES)
             + f" {measured.total_per_login * 1000:>7.2f}   {measured.ceiling(cores):>9.0f}"
+            + f" {measured.others_cores:>5.2f} core"
         )
     print(
         f"ceiling/s: derived from the measured CPU shares, min({cores} cores / total CPU per "
-        "login, gateway processes / gateway CPU per login)"
+        "login, gateway processes / gateway CPU per login); other load: cores busy with "
+        "anything else on the machine meanwhile (/proc/stat), which the ceiling does not subtract"
     )
     one = results.measured.get("PostgreSQL + Redis, 1 process")
     two = results.measured.get("PostgreSQL + Redis, 2 processes")
