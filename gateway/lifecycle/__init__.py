@@ -23,10 +23,12 @@ def init_app(app: Flask) -> None:
         pages,
         realname,
         registration,
+        sign_in,
     )
 
     codes.init_app(app)
     notices.init_app(app)
+    sign_in.init_app(app)
     agreements.init_app(app)
     registration.init_app(app)
     credentials.init_app(app)

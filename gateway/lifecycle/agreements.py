@@ -14,7 +14,6 @@ version and summary, pages go to ``/consent``. A login answer of such an account
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -74,16 +73,20 @@ LOGIN_ENDPOINTS = frozenset(
 )
 
 
-# The account's last consent beside the newest published version (NULL before the first).
-_CONSENT_AND_NEWEST = Prepared(
-    select(
-        Account.agreement_version,
+def newest_version() -> Any:
+    """The newest published version's name as a scalar subquery (NULL before the first)."""
+    return (
         select(AgreementVersion.version)
         .order_by(AgreementVersion.published_at.desc(), AgreementVersion.id.desc())
         .limit(1)
         .scalar_subquery()
-        .label("newest"),
-    ).where(Account.id == bindparam("account_id"))
+        .label("newest")
+    )
+
+
+# The account's last consent beside the newest published version.
+_CONSENT_AND_NEWEST = Prepared(
+    select(Account.agreement_version, newest_version()).where(Account.id == bindparam("account_id"))
 )
 
 
@@ -267,27 +270,6 @@ def consent_gate() -> BaseResponse | None:
     return redirect("/consent?next=" + quote(target, safe="/"))
 
 
-def add_consent_to_login(response: Response) -> Response:
-    """A successful login's answer names the agreement its account still has to accept."""
-    if request.endpoint not in LOGIN_ENDPOINTS or response.status_code != 200:
-        return response
-    try:
-        body = json.loads(response.get_data())
-    except ValueError:
-        return response
-    if not isinstance(body, dict) or body.get("ok") is not True or "account" not in body:
-        return response
-    with get_database().session() as session:
-        row = session.execute(
-            select(Account.agreement_version).where(Account.public_id == body["account"]["id"])
-        ).one_or_none()
-    pending = get_agreements().pending(row[0]) if row is not None else None
-    if pending is not None:
-        body["consent_required"] = pending.to_api()
-        response.set_data(json.dumps(body, ensure_ascii=False))
-    return response
-
-
 def init_app(app: Flask) -> AgreementService:
     from gateway.account_api import DEFAULT_AGREEMENT_VERSION
 
@@ -298,7 +280,6 @@ def init_app(app: Flask) -> AgreementService:
     app.extensions[EXTENSION] = service
     app.register_blueprint(bp)
     app.before_request(consent_gate)
-    app.after_request(add_consent_to_login)
 
     @app.context_processor
     def published_agreement() -> dict[str, Any]:

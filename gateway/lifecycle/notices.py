@@ -11,32 +11,35 @@ Asia/Shanghai.
   "created_at", "read"}], "unread": n}``, newest first;
 - ``POST /api/v1/account/messages/read {"ids": [...]} | {"all": true}`` → ``{"marked": n}``.
 
-A sign-in is noticed by an ``after_request`` hook over the login answers, so every login route
-(certificate, password, SMS) is covered in one place; the very first sign-in of an account (its
+A sign-in is noticed by the ``after_request`` hook over the login answers
+(gateway/lifecycle/sign_in.py), so every login route (certificate, password, SMS) is covered in
+one place; the very first sign-in of an account (its
 registration, or its first login) is only remembered.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
-from sqlalchemy import func, select, update
+from flask import Blueprint, Flask, Response, current_app, g, jsonify
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from certs.errors import BadRequest
 from gateway import clock
 from gateway.accounts import PHONE_COLUMN
-from gateway.http import address
 from gateway.lifecycle.models import AccountMessage, KnownSignInSource
 from gateway.lifecycle.senders import EMAIL, SMS, DeliveryFailed, Message, Sender
 from gateway.storage.database import Database
 from gateway.storage.models import Account
 from gateway.storage.personal_data import PersonalDataCipher
+from gateway.storage.prepared import Prepared
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,20 @@ MAX_DEVICE = 256
 REGISTRATION_ENDPOINTS = frozenset(
     {"registration.register_person", "registration.register_enterprise"}
 )
+
+_KNOWN_SOURCES = Prepared(
+    select(KnownSignInSource.kind, KnownSignInSource.value_hash).where(
+        KnownSignInSource.account_id == bindparam("account_id")
+    )
+)
+_SOURCE_VALUES: dict[str, Any] = {
+    name: bindparam(name) for name in ("account_id", "kind", "value_hash", "first_seen_at")
+}
+# [on SQLite, on PostgreSQL]
+_REMEMBER_SOURCE = [
+    Prepared(dialect_insert(KnownSignInSource).values(_SOURCE_VALUES).on_conflict_do_nothing())
+    for dialect_insert in (sqlite_insert, postgresql_insert)
+]
 
 # kind -> (title, text); fields: {at} (Asia/Shanghai), {reason}, {level}, {version}, {summary},
 # {label}. Chinese, like the verification codes; the pages translate titles by kind.
@@ -236,20 +253,28 @@ class NoticeService:
             "device": self.cipher.lookup_hash("sign-in-device", device[:MAX_DEVICE]),
             "address": self.cipher.lookup_hash("sign-in-address", client),
         }
-        with self.database.session() as session:
+        # On the Core connection, inside the sign-in hook's unit of work when there is one
+        # (gateway/lifecycle/sign_in.py): every login runs this.
+        with self.database.connection() as connection:
             known = {
                 (row.kind, row.value_hash)
-                for row in session.scalars(
-                    select(KnownSignInSource).where(KnownSignInSource.account_id == account_id)
-                ).all()
+                for row in _KNOWN_SOURCES.execute(connection, {"account_id": account_id}).rows
             }
             new = [pair for pair in sources.items() if pair not in known]
-            for kind, digest in new:
-                session.add(
-                    KnownSignInSource(
-                        account_id=account_id, kind=kind, value_hash=digest, first_seen_at=at
+            if new:
+                remember = _REMEMBER_SOURCE[connection.dialect.name == "postgresql"]
+                for kind, digest in new:
+                    # Two first sign-ins from one device at once: the second finds the row
+                    # there and goes on.
+                    remember.execute(
+                        connection,
+                        {
+                            "account_id": account_id,
+                            "kind": kind,
+                            "value_hash": digest,
+                            "first_seen_at": at,
+                        },
                     )
-                )
         return bool(known) and bool(new)
 
 
@@ -308,32 +333,6 @@ def mark_read() -> Response:
 # --- the sign-in hook -----------------------------------------------------------------------------
 
 
-def notice_sign_in(response: Response) -> Response:
-    """After a successful login answer: a notice when the device or address is new."""
-    from gateway.lifecycle.agreements import LOGIN_ENDPOINTS
-
-    endpoint = request.endpoint
-    if endpoint not in LOGIN_ENDPOINTS and endpoint not in REGISTRATION_ENDPOINTS:
-        return response
-    if response.status_code not in (200, 201):
-        return response
-    try:
-        body = json.loads(response.get_data())
-        public_id = body["account"]["id"]
-    except (ValueError, KeyError, TypeError):
-        return response
-    notices = get_notices()
-    with notices.database.session() as session:
-        account_id = session.scalar(select(Account.id).where(Account.public_id == public_id))
-    if account_id is None:
-        return response
-    now = clock.now()
-    device = request.headers.get("User-Agent", "")
-    if notices.note_sign_in(account_id, device=device, client=address(), at=now):
-        notices.post(account_id, "sign_in_new_source", at=now)
-    return response
-
-
 def init_app(app: Flask) -> NoticeService:
     from gateway.lifecycle.codes import get_codes
 
@@ -341,5 +340,4 @@ def init_app(app: Flask) -> NoticeService:
     service = NoticeService(codes.database, codes.cipher, codes.senders)
     app.extensions[EXTENSION] = service
     app.register_blueprint(bp)
-    app.after_request(notice_sign_in)
     return service
