@@ -1,7 +1,9 @@
-"""Purges of expired short-lived state (challenges, sessions, old login attempts).
+"""Purges of expired short-lived state (challenges, sessions, old login attempts, and the single
+sign-on tables: gateway/sso/housekeeping.py).
 
 Runs inside requests, at most once per ``INTERVAL`` of the app's clock, so the embedded
-deployment needs no scheduler; a shared store with its own expiry (Redis) makes it a no-op.
+deployment needs no scheduler; a shared store with its own expiry (Redis) makes its purge a
+no-op, while the single sign-on tables, in the database whatever the state store, are purged.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from datetime import datetime, timedelta
 
 from flask import Flask, current_app
 
+from gateway.sso.housekeeping import purge_expired
 from gateway.sso.logout import end_expired_sessions
+from gateway.storage.database import get_database
 from gateway.stores import AttemptStore, ChallengeStore, SessionStore
 
 EXTENSION = "certgate.housekeeping"
@@ -59,3 +63,5 @@ def run_housekeeping(now: datetime) -> None:
     if housekeeper.maybe_run(now):
         # Single logout for the sessions that ended by themselves (idle or absolute expiry).
         end_expired_sessions(current_app, now)
+        # Then the single sign-on tables; after the logouts above, which read the CAS tickets.
+        purge_expired(get_database(current_app), now)

@@ -162,14 +162,16 @@ class SsoParticipation(Base):
     gateway_session_id: Mapped[str] = mapped_column(String(64), index=True)  # sessions.id_hash
     client_id: Mapped[str] = mapped_column(ForeignKey(_CLIENT_FK, ondelete="CASCADE"), index=True)
     protocol: Mapped[str] = mapped_column(String(8))
-    account_public_id: Mapped[str] = mapped_column(String(36))  # the ``sub`` of a logout token
+    # The ``sub`` of a logout token; indexed (revision 0014) for the account's applications.
+    account_public_id: Mapped[str] = mapped_column(String(36), index=True)
     sid: Mapped[str] = mapped_column(String(64))
     # CAS: the service ticket the client validated (its SessionIndex in a LogoutRequest).
     cas_ticket: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     # Set when the session ended (or the person signed out of this client) and the logout
-    # message was queued (revision 0011): each participation is told once.
-    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # message was queued (revision 0011): each participation is told once. Indexed (revision
+    # 0014) for the housekeeping (gateway/sso/housekeeping.py).
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
 
 
 class CasTicket(Base):
