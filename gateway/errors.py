@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from certs.errors import BadRequest, CertGateError
 
@@ -93,22 +94,42 @@ LOCKED_METHOD_TEXT: Mapping[str, tuple[str, str]] = {
 }
 
 
+# How a lock's end is labelled in a message, by display time zone: (zh-CN, en); any other zone
+# by its IANA name.
+ZONE_LABELS: Mapping[str, tuple[str, str]] = {
+    "Asia/Shanghai": ("北京时间", "China Standard Time"),
+    "UTC": ("UTC", "UTC"),
+}
+
+
 class AccountLocked(CertGateError):
     """One login method locked after repeated failures; the others still work. The answer's
-    JSON carries ``method`` and ``locked_until`` (ISO 8601, UTC) beside the message."""
+    JSON carries ``method`` and ``locked_until`` (ISO 8601, UTC) beside the message, which
+    shows the time in the gateway's display time zone (``display_time_zone``, Asia/Shanghai
+    by default) as the pages do."""
 
     code = "account_locked"
     templates = {
         "zh-CN": "{method_zh}登录失败次数过多，{method_zh}登录已锁定至 "
-        "{locked_until:%Y-%m-%d %H:%M} UTC。其他登录方式（如 USB Key）不受影响。",
+        "{shown_until:%Y-%m-%d %H:%M}（{zone_zh}）。其他登录方式（如 USB Key）不受影响。",
         "en": "Too many failed {method_en} sign-ins; {method_en} sign-in is locked until "
-        "{locked_until:%Y-%m-%d %H:%M} UTC. Other methods (such as the USB key) still work.",
+        "{shown_until:%Y-%m-%d %H:%M} ({zone_en}). Other methods (such as the USB key) still work.",
     }
 
-    def __init__(self, detail: str = "", *, method: str, locked_until: datetime) -> None:
+    def __init__(
+        self, detail: str = "", *, method: str, locked_until: datetime, shown_zone: str = "UTC"
+    ) -> None:
         zh, en = LOCKED_METHOD_TEXT.get(method, (method, method))
+        zone_zh, zone_en = ZONE_LABELS.get(shown_zone, (shown_zone, shown_zone))
         super().__init__(
-            detail, method=method, locked_until=locked_until, method_zh=zh, method_en=en
+            detail,
+            method=method,
+            locked_until=locked_until,
+            shown_until=locked_until.astimezone(ZoneInfo(shown_zone)),
+            zone_zh=zone_zh,
+            zone_en=zone_en,
+            method_zh=zh,
+            method_en=en,
         )
         self.method = method
         self.locked_until = locked_until

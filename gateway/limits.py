@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-from flask import Flask, current_app
+from flask import Flask, current_app, has_app_context
 
 from certs.errors import BadRequest, CertGateError
 from gateway.errors import AccountLocked, RateLimited
@@ -154,7 +154,14 @@ class LoginGuard:
 
 
 def password_locked(locked_until: datetime) -> AccountLocked:
-    return AccountLocked("password sign-in locked", method=PASSWORD, locked_until=locked_until)
+    """The lock's answer; its message shows the end in the display time zone of the pages."""
+    zone = current_app.config.get("DISPLAY_TIME_ZONE") if has_app_context() else None
+    return AccountLocked(
+        "password sign-in locked",
+        method=PASSWORD,
+        locked_until=locked_until,
+        shown_zone=str(zone or "UTC"),
+    )
 
 
 def init_app(app: Flask, store: AttemptStore) -> LoginGuard:

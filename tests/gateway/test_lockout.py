@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
@@ -141,8 +142,12 @@ def test_a_frozen_account_is_refused_by_the_usb_key_too(
 @pytest.mark.parametrize(
     ("language", "expected"),
     [
-        ("zh-CN", "密码登录失败次数过多，密码登录已锁定至 {until} UTC"),
-        ("en", "Too many failed password sign-ins; password sign-in is locked until {until} UTC"),
+        ("zh-CN", "密码登录失败次数过多，密码登录已锁定至 {until}（北京时间）"),
+        (
+            "en",
+            "Too many failed password sign-ins; password sign-in is locked until {until} "
+            "(China Standard Time)",
+        ),
     ],
 )
 def test_the_lock_names_the_method_and_its_end(
@@ -157,7 +162,9 @@ def test_the_lock_names_the_method_and_its_end(
     assert body["error"] == "account_locked" and body["method"] == "password"
     until = datetime.fromisoformat(body["locked_until"].replace("Z", "+00:00"))
     assert until > clock.now()
-    assert expected.format(until=f"{until:%Y-%m-%d %H:%M}") in body["message"]
+    # The JSON's time is UTC; the message shows it as the pages do, in Beijing time.
+    shown = until.astimezone(ZoneInfo("Asia/Shanghai"))
+    assert expected.format(until=f"{shown:%Y-%m-%d %H:%M}") in body["message"]
 
 
 # --- no oracle: unknown identifiers, frozen accounts --------------------------------------------

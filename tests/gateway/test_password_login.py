@@ -258,7 +258,7 @@ def test_rate_limited_then_locked(
     assert "account_locked" in codes
     locked = login(client, "zhangsan")  # even the right password
     assert locked.status_code == 403 and locked.json["error"] == "account_locked"
-    assert locked.json["method"] == "password" and "UTC" in locked.json["message"]
+    assert locked.json["method"] == "password" and "北京时间" in locked.json["message"]
     clock.advance(app.config["LOCKOUT_DURATION"] + 1)
     assert login(client, "zhangsan").status_code == 200
 
