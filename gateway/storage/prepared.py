@@ -14,8 +14,12 @@ and result column goes through its type's own bind and result processors, so val
 written are exactly what ``Connection.execute`` would give. Driver errors are raised as
 SQLAlchemy's ``DBAPIError`` subclasses, as ``Connection.execute`` raises them.
 
-Only drivers with a positional parameter style (SQLite's ``qmark``) take the direct path,
-which is where it was measured; with any other driver the statement runs through
+Two parameter styles take the direct path: positional (SQLite's ``qmark``: a list in the
+order the SQL takes them) and named (psycopg's ``pyformat``: the SQL's ``%(name)s`` and a dict).
+On PostgreSQL a driver error goes through the connection's own error handling, so a connection
+the server lost is invalidated (with the pool's older ones) exactly as after
+``Connection.execute``. With any other driver, or a statement SQLAlchemy renders anew per call
+(expanding ``IN``, literal-execute parameters), the statement runs through
 ``Connection.execute`` and the result is the same. Not for statements whose shape changes per
 call, nor for ``executemany``: use Core there.
 """
@@ -41,6 +45,7 @@ _Processor = Callable[[Any], Any] | None
 class _Compiled:
     sql: str
     names: tuple[str, ...]  # bind parameter names, in the order the SQL takes them
+    keys: tuple[str, ...] | None  # named style: each name as the SQL spells it; None: positional
     defaults: Mapping[str, Any]  # values the statement carries itself (``column == 1``)
     bind_processors: tuple[_Processor, ...]
     row: type[tuple[Any, ...]] | None  # a NamedTuple class for SELECTs, None otherwise
@@ -100,6 +105,9 @@ class Prepared:
             ]
         except KeyError as missing:
             raise exc.ArgumentError(f"no value for bind parameter {missing}") from None
+        if compiled.keys is not None:
+            named = dict(zip(compiled.keys, arguments, strict=True))
+            return _execute_named(connection, compiled, named)
         cursor = connection.connection.cursor()
         try:
             cursor.execute(compiled.sql, arguments)
@@ -135,7 +143,14 @@ class Prepared:
             assert isinstance(compiled, SQLCompiler)
             made = None
             if compiled.positional and compiled.positiontup is not None:
-                made = _prepare(self.statement, compiled, dialect)
+                made = _prepare(self.statement, compiled, dialect, tuple(compiled.positiontup))
+            elif (
+                dialect.paramstyle == "pyformat"
+                and not compiled.positional
+                and not compiled.post_compile_params
+                and not compiled.literal_execute_params
+            ):
+                made = _prepare(self.statement, compiled, dialect, None)
             self._compiled[dialect] = made
             return made
 
@@ -144,10 +159,21 @@ def _row_class(keys: list[str]) -> type[tuple[Any, ...]]:
     return namedtuple("PreparedRow", keys, rename=True)  # noqa: PYI024
 
 
-def _prepare(statement: Executable, compiled: SQLCompiler, dialect: Dialect) -> _Compiled:
-    assert compiled.positiontup is not None
-    names = tuple(compiled.positiontup)
+def _prepare(
+    statement: Executable,
+    compiled: SQLCompiler,
+    dialect: Dialect,
+    positions: tuple[str, ...] | None,
+) -> _Compiled:
+    """``positions``: the positional style's names in SQL order; None for the named style."""
     binds = compiled.binds
+    spelled: tuple[str, ...] | None = None
+    if positions is None:
+        names = tuple(dict.fromkeys(compiled.bind_names.values()))
+        escaped = compiled.escaped_bind_names
+        spelled = tuple(escaped.get(name, name) for name in names)
+    else:
+        names = positions
     row: type[tuple[Any, ...]] | None = None
     result_processors: tuple[_Processor, ...] = ()
     if getattr(statement, "is_select", False):
@@ -161,6 +187,7 @@ def _prepare(statement: Executable, compiled: SQLCompiler, dialect: Dialect) -> 
     return _Compiled(
         sql=compiled.string,
         names=names,
+        keys=spelled,
         defaults={name: binds[name].effective_value for name in names if not binds[name].required},
         bind_processors=tuple(
             binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
@@ -168,3 +195,33 @@ def _prepare(statement: Executable, compiled: SQLCompiler, dialect: Dialect) -> 
         row=row,
         result_processors=result_processors,
     )
+
+
+def _execute_named(
+    connection: Connection, compiled: _Compiled, parameters: dict[str, Any]
+) -> PreparedResult:
+    if not connection.in_transaction():
+        connection.begin()  # as Connection.execute's autobegin
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(compiled.sql, parameters)
+        fetched = cursor.fetchall() if compiled.row is not None else []
+        rowcount = cursor.rowcount
+    except BaseException as error:
+        # Connection.execute's own handling: wraps a driver error in its DBAPIError subclass
+        # and, when the server is gone, invalidates this connection and the pool's older ones.
+        connection._handle_dbapi_exception(error, compiled.sql, parameters, cursor, None)
+    cursor.close()
+    rows: list[Any] = []
+    if compiled.row is not None:
+        make, processors = compiled.row, compiled.result_processors
+        rows = [
+            make(
+                *(
+                    value if processor is None else processor(value)
+                    for value, processor in zip(raw, processors, strict=True)
+                )
+            )
+            for raw in fetched
+        ]
+    return PreparedResult(rows, rowcount)
