@@ -39,6 +39,7 @@ from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
 _Processor = Callable[[Any], Any] | None
+_CURSOR = "certgate.prepared_cursor"
 
 
 @dataclass(frozen=True)
@@ -202,16 +203,22 @@ def _execute_named(
 ) -> PreparedResult:
     if not connection.in_transaction():
         connection.begin()  # as Connection.execute's autobegin
-    cursor = connection.connection.cursor()
+    # One cursor per driver connection, kept in the pool's record of it (cleared when the
+    # connection is replaced): psycopg's cursor keeps the dumpers and loaders it looked up, which
+    # a new cursor per statement looked up again.
+    pooled = connection.connection
+    cursor = pooled.info.get(_CURSOR)
+    if cursor is None:
+        cursor = pooled.info[_CURSOR] = pooled.cursor()
     try:
         cursor.execute(compiled.sql, parameters)
         fetched = cursor.fetchall() if compiled.row is not None else []
         rowcount = cursor.rowcount
     except BaseException as error:
+        del pooled.info[_CURSOR]  # closed by the handling below, or its connection is gone
         # Connection.execute's own handling: wraps a driver error in its DBAPIError subclass
         # and, when the server is gone, invalidates this connection and the pool's older ones.
         connection._handle_dbapi_exception(error, compiled.sql, parameters, cursor, None)
-    cursor.close()
     rows: list[Any] = []
     if compiled.row is not None:
         make, processors = compiled.row, compiled.result_processors
