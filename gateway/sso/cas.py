@@ -28,7 +28,7 @@ from urllib.parse import unquote, urlencode, urlsplit
 from xml.sax.saxutils import escape
 
 from flask import Blueprint, Response, g, redirect, request
-from sqlalchemy import update
+from sqlalchemy import bindparam, insert, select, update
 from werkzeug.wrappers import Response as BaseResponse
 
 from gateway import clock
@@ -42,6 +42,7 @@ from gateway.sso.models import CAS, CasTicket
 from gateway.sso.participation import record_participation
 from gateway.storage.database import get_database
 from gateway.storage.models import ENTERPRISE
+from gateway.storage.prepared import Prepared
 
 bp = Blueprint("sso_cas", __name__)
 
@@ -60,6 +61,20 @@ INVALID_SERVICE = "INVALID_SERVICE"
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _DOT_SEGMENT = re.compile(r"(^|/)\.{1,2}(/|$)")
+
+
+# A ticket's issue and its validation, built once and run on the Core connection
+# (gateway/storage/prepared.py), as the OpenID Connect code flow's statements are.
+_INSERT_TICKET = Prepared(insert(CasTicket))
+# One attempt consumes the ticket whatever its outcome (§3.5): marked used only if unused.
+_CONSUME_TICKET = Prepared(
+    update(CasTicket)
+    .where(CasTicket.ticket_hash == bindparam("ticket_hash"), CasTicket.used_at.is_(None))
+    .values(used_at=bindparam("at"))
+)
+_SELECT_TICKET = Prepared(
+    select(CasTicket.__table__).where(CasTicket.ticket_hash == bindparam("ticket_hash"))
+)
 
 
 def ticket_hash(ticket: str) -> str:
@@ -116,9 +131,7 @@ def service_matches(service: str, prefix: str) -> bool:
 def client_for_service(service: str) -> RegisteredClient | None:
     """The CAS client one of whose prefixes the service matches (the longest prefix wins)."""
     best: tuple[int, RegisteredClient] | None = None
-    for client in get_clients().list():
-        if client.protocol != CAS:
-            continue
+    for client in get_clients().cas_clients():
         for prefix in client.cas_service_prefixes:
             if service_matches(service, prefix) and (best is None or len(prefix) > best[0]):
                 best = (len(prefix), client)
@@ -199,19 +212,21 @@ def login() -> BaseResponse:
         return _to_login(service, renew=renew)
     context.account_public_id = account.public_id
     ticket = TICKET_PREFIX + secrets.token_urlsafe(32)
-    with get_database().session() as session:
-        session.add(
-            CasTicket(
-                ticket_hash=ticket_hash(ticket),
-                client_id=client.client_id,
-                service=service,
-                account_id=account.id,
-                gateway_session_id=record.id_hash,
-                acr=record.acr,
-                created_at=now,
-                expires_at=now + TICKET_TTL,
-                from_new_login=from_new_login,
-            )
+    with get_database().connection() as connection:
+        _INSERT_TICKET.execute(
+            connection,
+            {
+                "ticket_hash": ticket_hash(ticket),
+                "client_id": client.client_id,
+                "service": service,
+                "account_id": account.id,
+                "gateway_session_id": record.id_hash,
+                "acr": record.acr,
+                "created_at": now,
+                "expires_at": now + TICKET_TTL,
+                "used_at": None,
+                "from_new_login": from_new_login,
+            },
         )
     write_audit("ok", detail="renewed login" if from_new_login else None)
     g.certgate_skip_audit = True
@@ -245,22 +260,23 @@ def _validate(service: str, ticket: str, renew: bool) -> _Validated:
         raise _Refused(INVALID_TICKET, "ticket not recognized")
     now = clock.now()
     hashed = ticket_hash(ticket)
-    with get_database().session() as session:
-        # One attempt consumes the ticket, whatever its outcome (§3.5).
-        consumed = session.execute(
-            update(CasTicket)
-            .where(CasTicket.ticket_hash == hashed, CasTicket.used_at.is_(None))
-            .values(used_at=now)
-        )
-        row = session.get(CasTicket, hashed)
-        if row is None:
-            raise _Refused(INVALID_TICKET, "ticket not recognized")
-        g.certgate_audit.notes.append(f"client {row.client_id}")
-        if not getattr(consumed, "rowcount", 0):
-            raise _Refused(INVALID_TICKET, "ticket already used")
-        found = (row.client_id, row.service, row.account_id, row.gateway_session_id, row.acr)
-        expired, fresh = row.expires_at <= now, row.from_new_login
-    client_id, issued_for, account_id, gateway_session_id, acr = found
+    with get_database().connection() as connection:
+        consumed = _CONSUME_TICKET.execute(connection, {"ticket_hash": hashed, "at": now})
+        row = _SELECT_TICKET.execute(connection, {"ticket_hash": hashed}).one_or_none()
+    # Refused only now, after the commit: the consumption stands whatever the answer.
+    if row is None:
+        raise _Refused(INVALID_TICKET, "ticket not recognized")
+    g.certgate_audit.notes.append(f"client {row.client_id}")
+    if not consumed.rowcount:
+        raise _Refused(INVALID_TICKET, "ticket already used")
+    client_id, issued_for, account_id, gateway_session_id, acr = (
+        row.client_id,
+        row.service,
+        row.account_id,
+        row.gateway_session_id,
+        row.acr,
+    )
+    expired, fresh = row.expires_at <= now, bool(row.from_new_login)
     if expired:
         raise _Refused(INVALID_TICKET, "ticket expired")
     if service != issued_for:

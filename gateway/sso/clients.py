@@ -153,6 +153,12 @@ def check_uri(value: str, field: str, *, allow_http_loopback_only: bool = False)
 _SELECT_CLIENT = Prepared(
     select(SsoClient.__table__).where(SsoClient.client_id == bindparam("client_id"))
 )
+# What a CAS request matches its service against (gateway/sso/cas.py), oldest first.
+_SELECT_CAS_CLIENTS = Prepared(
+    select(SsoClient.__table__)
+    .where(SsoClient.protocol == bindparam("protocol"))
+    .order_by(SsoClient.id)
+)
 
 
 class ClientRegistry:
@@ -238,6 +244,8 @@ class ClientRegistry:
             id_token_signed_response_alg="RS256",
             created_at=at,
         )
+        if has_request_context():
+            g.pop("certgate_sso_cas_clients", None)
         with self.database.session() as session:
             session.add(row)
             session.flush()
@@ -261,6 +269,19 @@ class ClientRegistry:
             kept[client_id] = found
         return found
 
+    def cas_clients(self) -> tuple[RegisteredClient, ...]:
+        """The CAS clients, oldest first; read once per request (a CAS login and a ticket
+        validation each match the service more than once)."""
+        if has_request_context() and "certgate_sso_cas_clients" in g:
+            kept: tuple[RegisteredClient, ...] = g.certgate_sso_cas_clients
+            return kept
+        with self.database.connection() as connection:
+            rows = _SELECT_CAS_CLIENTS.execute(connection, {"protocol": CAS}).rows
+        found = tuple(self._view(row) for row in rows)
+        if has_request_context():
+            g.certgate_sso_cas_clients = found
+        return found
+
     def list(self) -> list[RegisteredClient]:
         with self.database.session() as session:
             rows = session.scalars(select(SsoClient).order_by(SsoClient.id)).all()
@@ -270,6 +291,7 @@ class ClientRegistry:
         """Removes the client and, by cascade, its codes, tokens, consents and tickets."""
         if has_request_context():
             g.pop("certgate_sso_clients", None)
+            g.pop("certgate_sso_cas_clients", None)
         with self.database.session() as session:
             removed = session.execute(delete(SsoClient).where(SsoClient.client_id == client_id))
             return bool(getattr(removed, "rowcount", 0))
