@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -131,3 +132,31 @@ def test_serve_refuses_to_start_without_a_data_key(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "data_key: required" in result.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_refuses_a_port_another_process_holds(tmp_path: Path, workers: str) -> None:
+    """Several workers each open a socket with SO_REUSEPORT; a port already taken is still
+    refused, rather than joined and its connections shared with whatever holds it."""
+    port = free_port()
+    env = clean_environment(
+        CERTGATE_DATA_KEY=DATA_KEY,
+        CERTGATE_PUBLIC_ORIGIN=f"http://127.0.0.1:{port}",
+        CERTGATE_STATE_STORE="database",
+    )
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        result = subprocess.run(
+            [CERTGATE, "serve", "--port", str(port), "--workers", workers],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -9,7 +9,9 @@ the gateways are real processes: nothing is shared between them except the two s
 from __future__ import annotations
 
 import base64
+import http.client
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -466,7 +468,7 @@ def _metric(text_format: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-def test_workers_share_one_socket_and_their_metrics_add_up(cluster: Cluster) -> None:
+def test_workers_share_one_port_and_their_metrics_add_up(cluster: Cluster) -> None:
     served = start_gateway(cluster.directory, cluster.env, "--workers", "2")
     try:
         children = Path(f"/proc/{served.process.pid}/task/{served.process.pid}/children")
@@ -489,3 +491,152 @@ def test_workers_share_one_socket_and_their_metrics_add_up(cluster: Cluster) -> 
         assert 'certgate_crl_age_seconds{source="' in scraped
     finally:
         stop_gateway(served)
+
+
+def _established_per_worker(parent: int, port: int) -> dict[int, int]:
+    """How many established connections on ``port`` each worker of ``parent`` holds (from
+    /proc: the workers' socket inodes against the kernel's TCP table)."""
+    inodes: dict[str, int] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "01":  # 01: ESTABLISHED
+                inodes[fields[9]] = 0
+    counts: dict[int, int] = {}
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    for child in map(int, children):
+        held = 0
+        for fd in Path(f"/proc/{child}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                held += 1
+        counts[child] = held
+    return counts
+
+
+def _readyz_kept_open(port: int, answers: list[int]) -> http.client.HTTPConnection:
+    """A keep-alive connection that asked ``/readyz`` (its status added to ``answers``), left
+    open: it stays with the worker that accepted it."""
+    deadline = time.monotonic() + 60
+    while True:  # refused until the parent listens (after its configuration check)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            connection.connect()
+            break
+        except ConnectionRefusedError:
+            connection.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+    connection.request("GET", "/readyz")
+    response = connection.getresponse()
+    response.read()
+    answers.append(response.status)
+    return connection
+
+
+def test_connections_go_to_the_serving_workers_in_turn(cluster: Cluster) -> None:
+    """``--workers 2`` hands connections out in turn to the workers that serve: while one is
+    held (SIGSTOP) as it builds its app, as a slow start would, the other answers them all;
+    once both serve, keep-alive connections alternate between them, 4 and 4 of 8, where the
+    kernel's own spreading could put all 8 on one."""
+
+    port = free_port()
+    with open(cluster.directory / f"serve-{port}.log", "wb") as log:
+        process = subprocess.Popen(
+            [CERTGATE, "serve", "--port", str(port), "--threads", "8", "--workers", "2"],
+            cwd=cluster.directory,
+            env=cluster.env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    held: list[http.client.HTTPConnection] = []
+    answers: list[int] = []
+    slow = 0
+    try:
+        deadline = time.monotonic() + 30
+        while len(children.read_text().split()) < 2:  # the fork follows the configuration check
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.005)
+        fast, slow = (int(pid) for pid in children.read_text().split())
+        os.kill(slow, signal.SIGSTOP)
+        for _ in range(8):
+            held.append(_readyz_kept_open(port, answers))
+        assert answers == [200] * 8
+        assert _established_per_worker(process.pid, port) == {fast: 8, slow: 0}
+        os.kill(slow, signal.SIGCONT)
+        started = slow
+        slow = 0
+        deadline = time.monotonic() + 60
+        while _established_per_worker(process.pid, port)[started] == 0:
+            assert time.monotonic() < deadline, "the held worker never took a connection"
+            held.append(_readyz_kept_open(port, answers))  # answered meanwhile by the other
+        before = _established_per_worker(process.pid, port)
+        for _ in range(8):
+            held.append(_readyz_kept_open(port, answers))
+        after = _established_per_worker(process.pid, port)
+        assert {pid: after[pid] - before[pid] for pid in after} == {fast: 4, started: 4}
+        assert set(answers) == {200}
+    finally:
+        if slow:
+            os.kill(slow, signal.SIGCONT)
+        for connection in held:
+            connection.close()
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_a_worker_that_dies_is_started_again_and_serves(cluster: Cluster) -> None:
+    served = start_gateway(cluster.directory, cluster.env, "--workers", "2")
+    port = int(served.url.rsplit(":", 1)[1])
+    children = Path(f"/proc/{served.process.pid}/task/{served.process.pid}/children")
+    held: list[http.client.HTTPConnection] = []
+    try:
+        first = [int(pid) for pid in children.read_text().split()]
+        os.kill(first[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while True:  # replaced after a one-second pause and the new worker's start
+            now = [int(pid) for pid in children.read_text().split()]
+            if len(now) == 2 and first[0] not in now:
+                break
+            assert time.monotonic() < deadline, f"workers: {now}"
+            time.sleep(0.05)
+        replacement = next(pid for pid in now if pid != first[1])
+        answers: list[int] = []
+        deadline = time.monotonic() + 60
+        while _established_per_worker(served.process.pid, port).get(replacement, 0) == 0:
+            # The other worker answers meanwhile; the new one takes its turn once it serves.
+            assert time.monotonic() < deadline, "the new worker took no connection"
+            held.append(_readyz_kept_open(port, answers))
+        assert set(answers) == {200}
+    finally:
+        for connection in held:
+            connection.close()
+        stop_gateway(served)
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` still runs (an exited process not yet reaped is a zombie, "Z")."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_workers_exit_when_their_parent_is_killed(cluster: Cluster) -> None:
+    """No orphan keeps serving with no one to restart it or hand it connections."""
+    served = start_gateway(cluster.directory, cluster.env, "--workers", "2")
+    children = Path(f"/proc/{served.process.pid}/task/{served.process.pid}/children")
+    workers = [int(pid) for pid in children.read_text().split()]
+    served.process.kill()
+    served.process.wait(timeout=10)
+    deadline = time.monotonic() + 20
+    while any(_running(pid) for pid in workers):
+        assert time.monotonic() < deadline, "a worker outlived its parent"
+        time.sleep(0.05)
