@@ -3,7 +3,7 @@ answers), ``/readyz`` (the database and the shared state store answer too), and 
 metrics at ``/metrics``; and the one clear answer when a backing service is down.
 
 Metrics come from prometheus_client, because ``certgate serve --workers N`` runs N processes
-behind one socket and a scrape reaches any one of them: its multiprocess mode (each process
+behind one port and a scrape reaches any one of them: its multiprocess mode (each process
 writes its counters to memory-mapped files in ``PROMETHEUS_MULTIPROC_DIR``, the scrape adds them
 up) is what makes the figures the whole server's, and writing that by hand would repeat it.
 Values read at scrape time — the age of each CRL and the single-logout queue — are the
