@@ -22,11 +22,16 @@ two workers in about a third of the runs. A keep-alive connection stays with the
 took it, so such a split lasts: measured with 8 keep-alive clients, two processes were then no
 faster than one (bench/bench_scale.py). Handed out in turn, 8 connections are 4 and 4. A worker
 still starting, or being started again after it died, is given nothing until it says it
-serves; if none serves yet, connections wait in the listening socket's backlog.
+serves; if none serves yet, connections wait in the listening socket's backlog. At start-up the
+parent accepts nothing until every worker serves (or STARTUP_WAIT after the first one does, so
+that a worker that cannot start does not keep the others idle): the keep-alive connections a
+proxy or the first clients open at once would otherwise all go to the worker that was ready
+first, and stay there.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import selectors
@@ -104,6 +109,12 @@ def serve_app(
     socket instead of from a listening socket of its own."""
     from waitress.server import create_server
 
+    # The app built, its objects (about 150,000: modules, the ORM's mappings, configuration)
+    # live as long as the process. gc.freeze() takes them out of the collector's generations: a
+    # full collection walked them all, about 75 ms, and such a pause landed on whichever
+    # requests were running (bench/bench_scale.py: p99 at 8 clients on two workers 72-143 ms
+    # without, 55-77 ms with; docs/scaling.md).
+    gc.freeze()
     # No waitress trusted_proxy: the gateway reads X-Forwarded-For itself, and only from
     # CERTGATE_TRUSTED_PROXIES (gateway/proxy.py). waitress 3 deletes X-Forwarded-* headers by
     # default when it has no trusted_proxy, which would leave every client behind a proxy with
@@ -127,6 +138,8 @@ def serve_app(
 
 # A child that dies is started again after this pause (a crash loop costs no busy spinning).
 RESTART_PAUSE = 1.0
+# At start-up, connections wait for every worker this long at most after the first one serves.
+STARTUP_WAIT = 10.0
 # What a worker sends the parent once it serves; each connection handed to it is one message.
 READY = b"r"
 
@@ -189,6 +202,10 @@ class Supervisor:
         self.host, self.port, self.threads = host, port, threads
         self.children: dict[int, int] = {}  # pid -> worker number
         self.serving: list[int] = []  # worker numbers that said they serve, in start order
+        # False until every worker has served once, or STARTUP_WAIT has passed since the first
+        # did (first_served: when, None before): until then connections wait in the backlog.
+        self.started = False
+        self.first_served: float | None = None
         self.turn = 0
         self.restarts: dict[int, float] = {}  # worker number -> when to start it again
         self.stopping = False
@@ -244,9 +261,15 @@ class Supervisor:
         return True
 
     def _accept_while_serving(self) -> None:
-        """Listen for connections only while some worker serves: until then they wait in the
-        listening socket's backlog rather than in a worker that cannot answer yet."""
-        wanted = bool(self.serving) and not self.stopping
+        """Listen for connections only while some worker serves (at start-up: every worker, or
+        the first one for STARTUP_WAIT): until then they wait in the listening socket's backlog
+        rather than in a worker that cannot answer yet."""
+        if not self.started and self.first_served is not None:
+            self.started = (
+                len(self.serving) == len(self.pairs)
+                or time.monotonic() >= self.first_served + STARTUP_WAIT
+            )
+        wanted = self.started and bool(self.serving) and not self.stopping
         if wanted and not self._listening():
             self.selector.register(self.listener, selectors.EVENT_READ, None)
         elif not wanted and self._listening():
@@ -262,6 +285,8 @@ class Supervisor:
             return
         if said == READY and number not in self.serving:
             self.serving.append(number)
+            if self.first_served is None:
+                self.first_served = time.monotonic()
             self._accept_while_serving()
 
     def _hand_out_connections(self) -> None:

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import create_engine, text
 
+from gateway.commands.serve import STARTUP_WAIT
 from softhsm.pki import CA_NAMES, IssuedCertificate, TestPki, random_id_card_number
 from tests.fixtures_databases import PostgresServer, RedisServer, free_port
 from tests.fixtures_pki import free_port_block
@@ -539,12 +540,7 @@ def _readyz_kept_open(port: int, answers: list[int]) -> http.client.HTTPConnecti
     return connection
 
 
-def test_connections_go_to_the_serving_workers_in_turn(cluster: Cluster) -> None:
-    """``--workers 2`` hands connections out in turn to the workers that serve: while one is
-    held (SIGSTOP) as it builds its app, as a slow start would, the other answers them all;
-    once both serve, keep-alive connections alternate between them, 4 and 4 of 8, where the
-    kernel's own spreading could put all 8 on one."""
-
+def _serving_workers(cluster: Cluster) -> tuple[subprocess.Popen[bytes], int, Path]:
     port = free_port()
     with open(cluster.directory / f"serve-{port}.log", "wb") as log:
         process = subprocess.Popen(
@@ -554,7 +550,60 @@ def test_connections_go_to_the_serving_workers_in_turn(cluster: Cluster) -> None
             stdout=subprocess.DEVNULL,
             stderr=log,
         )
-    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    return process, port, Path(f"/proc/{process.pid}/task/{process.pid}/children")
+
+
+def test_the_first_connections_wait_for_a_slow_worker_and_are_shared_out(cluster: Cluster) -> None:
+    """Eight keep-alive connections opened the moment ``--workers 2`` starts, while one worker
+    is slow to start (held with SIGSTOP for 2 s), are 4 and 4 once it serves: the parent waits
+    for every worker before it accepts, where the first worker ready would otherwise take them
+    all and keep them (two processes then no faster than one)."""
+
+    process, port, children = _serving_workers(cluster)
+    held: list[http.client.HTTPConnection] = []
+    answers: list[int] = []
+    slow = 0
+    try:
+        deadline = time.monotonic() + 30
+        while len(children.read_text().split()) < 2:
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.005)
+        slow = int(children.read_text().split()[1])
+        os.kill(slow, signal.SIGSTOP)
+        lock = threading.Lock()
+
+        def connect() -> None:
+            connection = _readyz_kept_open(port, answers)
+            with lock:
+                held.append(connection)
+
+        openers = [threading.Thread(target=connect) for _ in range(8)]
+        for opener in openers:
+            opener.start()
+        time.sleep(2)
+        assert answers == []  # waiting in the backlog, for both workers
+        os.kill(slow, signal.SIGCONT)
+        slow = 0
+        for opener in openers:
+            opener.join(timeout=60)
+        assert answers == [200] * 8
+        assert sorted(_established_per_worker(process.pid, port).values()) == [4, 4]
+    finally:
+        if slow:
+            os.kill(slow, signal.SIGCONT)
+        for connection in held:
+            connection.close()
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_connections_go_to_the_serving_workers_in_turn(cluster: Cluster) -> None:
+    """``--workers 2`` hands connections out in turn to the workers that serve: while one is
+    held (SIGSTOP) as it builds its app, as a slow start would, connections wait STARTUP_WAIT
+    for it, then the other answers them all; once both serve, keep-alive connections alternate
+    between them, 4 and 4 of 8, where the kernel's own spreading could put all 8 on one."""
+
+    process, port, children = _serving_workers(cluster)
     held: list[http.client.HTTPConnection] = []
     answers: list[int] = []
     slow = 0
@@ -565,7 +614,13 @@ def test_connections_go_to_the_serving_workers_in_turn(cluster: Cluster) -> None
             time.sleep(0.005)
         fast, slow = (int(pid) for pid in children.read_text().split())
         os.kill(slow, signal.SIGSTOP)
-        for _ in range(8):
+        asked = time.monotonic()
+        held.append(_readyz_kept_open(port, answers))
+        waited = time.monotonic() - asked
+        # The fast worker serves within a few seconds; the first answer comes STARTUP_WAIT
+        # after that, not before.
+        assert STARTUP_WAIT <= waited < STARTUP_WAIT + 30
+        for _ in range(7):
             held.append(_readyz_kept_open(port, answers))
         assert answers == [200] * 8
         assert _established_per_worker(process.pid, port) == {fast: 8, slow: 0}
