@@ -543,7 +543,12 @@ def print_result(results: Results) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--logins", type=int, default=150, help="logins per client per deployment (split over the rounds where they alternate)")
+    parser.add_argument(
+        "--logins",
+        type=int,
+        default=150,
+        help="logins per client per deployment (split over the rounds where they alternate)",
+    )
     args = parser.parse_args(argv)
     print_result(run(logins=args.logins))
 
