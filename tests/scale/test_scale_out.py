@@ -540,7 +540,32 @@ def _readyz_kept_open(port: int, answers: list[int]) -> http.client.HTTPConnecti
     return connection
 
 
-def _serving_workers(cluster: Cluster) -> tuple[subprocess.Popen[bytes], int, Path]:
+@dataclass
+class HeldStart:
+    """``--workers 2`` started with its second worker held (SIGSTOP) as it builds its app, as
+    a slow start would; ``held`` and ``answers`` as ``_readyz_kept_open`` fills them."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    fast: int
+    slow: int
+    held: list[http.client.HTTPConnection] = field(default_factory=list)
+    answers: list[int] = field(default_factory=list)
+    stopped: bool = True
+
+    def open(self) -> None:
+        self.held.append(_readyz_kept_open(self.port, self.answers))
+
+    def release(self) -> None:
+        os.kill(self.slow, signal.SIGCONT)
+        self.stopped = False
+
+    def per_worker(self) -> dict[int, int]:
+        return _established_per_worker(self.process.pid, self.port)
+
+
+@contextmanager
+def _one_worker_held(cluster: Cluster) -> Iterator[HeldStart]:
     port = free_port()
     with open(cluster.directory / f"serve-{port}.log", "wb") as log:
         process = subprocess.Popen(
@@ -550,7 +575,25 @@ def _serving_workers(cluster: Cluster) -> tuple[subprocess.Popen[bytes], int, Pa
             stdout=subprocess.DEVNULL,
             stderr=log,
         )
-    return process, port, Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    start: HeldStart | None = None
+    try:
+        deadline = time.monotonic() + 30
+        while len(children.read_text().split()) < 2:  # the fork follows the configuration check
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.005)
+        fast, slow = (int(pid) for pid in children.read_text().split())
+        os.kill(slow, signal.SIGSTOP)
+        start = HeldStart(process, port, fast, slow)
+        yield start
+    finally:
+        if start is not None:
+            if start.stopped:
+                start.release()
+            for connection in start.held:
+                connection.close()
+        process.terminate()
+        process.wait(timeout=20)
 
 
 def test_the_first_connections_wait_for_a_slow_worker_and_are_shared_out(cluster: Cluster) -> None:
@@ -559,42 +602,17 @@ def test_the_first_connections_wait_for_a_slow_worker_and_are_shared_out(cluster
     for every worker before it accepts, where the first worker ready would otherwise take them
     all and keep them (two processes then no faster than one)."""
 
-    process, port, children = _serving_workers(cluster)
-    held: list[http.client.HTTPConnection] = []
-    answers: list[int] = []
-    slow = 0
-    try:
-        deadline = time.monotonic() + 30
-        while len(children.read_text().split()) < 2:
-            assert process.poll() is None and time.monotonic() < deadline
-            time.sleep(0.005)
-        slow = int(children.read_text().split()[1])
-        os.kill(slow, signal.SIGSTOP)
-        lock = threading.Lock()
-
-        def connect() -> None:
-            connection = _readyz_kept_open(port, answers)
-            with lock:
-                held.append(connection)
-
-        openers = [threading.Thread(target=connect) for _ in range(8)]
+    with _one_worker_held(cluster) as start:
+        openers = [threading.Thread(target=start.open) for _ in range(8)]
         for opener in openers:
             opener.start()
         time.sleep(2)
-        assert answers == []  # waiting in the backlog, for both workers
-        os.kill(slow, signal.SIGCONT)
-        slow = 0
+        assert start.answers == []  # waiting in the backlog, for both workers
+        start.release()
         for opener in openers:
             opener.join(timeout=60)
-        assert answers == [200] * 8
-        assert sorted(_established_per_worker(process.pid, port).values()) == [4, 4]
-    finally:
-        if slow:
-            os.kill(slow, signal.SIGCONT)
-        for connection in held:
-            connection.close()
-        process.terminate()
-        process.wait(timeout=20)
+        assert start.answers == [200] * 8
+        assert sorted(start.per_worker().values()) == [4, 4]
 
 
 def test_connections_go_to_the_serving_workers_in_turn(cluster: Cluster) -> None:
@@ -603,47 +621,29 @@ def test_connections_go_to_the_serving_workers_in_turn(cluster: Cluster) -> None
     for it, then the other answers them all; once both serve, keep-alive connections alternate
     between them, 4 and 4 of 8, where the kernel's own spreading could put all 8 on one."""
 
-    process, port, children = _serving_workers(cluster)
-    held: list[http.client.HTTPConnection] = []
-    answers: list[int] = []
-    slow = 0
-    try:
-        deadline = time.monotonic() + 30
-        while len(children.read_text().split()) < 2:  # the fork follows the configuration check
-            assert process.poll() is None and time.monotonic() < deadline
-            time.sleep(0.005)
-        fast, slow = (int(pid) for pid in children.read_text().split())
-        os.kill(slow, signal.SIGSTOP)
+    with _one_worker_held(cluster) as start:
+        fast, slow = start.fast, start.slow
         asked = time.monotonic()
-        held.append(_readyz_kept_open(port, answers))
+        start.open()
         waited = time.monotonic() - asked
         # The fast worker serves within a few seconds; the first answer comes STARTUP_WAIT
         # after that, not before.
         assert STARTUP_WAIT <= waited < STARTUP_WAIT + 30
         for _ in range(7):
-            held.append(_readyz_kept_open(port, answers))
-        assert answers == [200] * 8
-        assert _established_per_worker(process.pid, port) == {fast: 8, slow: 0}
-        os.kill(slow, signal.SIGCONT)
-        started = slow
-        slow = 0
+            start.open()
+        assert start.answers == [200] * 8
+        assert start.per_worker() == {fast: 8, slow: 0}
+        start.release()
         deadline = time.monotonic() + 60
-        while _established_per_worker(process.pid, port)[started] == 0:
+        while start.per_worker()[slow] == 0:
             assert time.monotonic() < deadline, "the held worker never took a connection"
-            held.append(_readyz_kept_open(port, answers))  # answered meanwhile by the other
-        before = _established_per_worker(process.pid, port)
+            start.open()  # answered meanwhile by the other
+        before = start.per_worker()
         for _ in range(8):
-            held.append(_readyz_kept_open(port, answers))
-        after = _established_per_worker(process.pid, port)
-        assert {pid: after[pid] - before[pid] for pid in after} == {fast: 4, started: 4}
-        assert set(answers) == {200}
-    finally:
-        if slow:
-            os.kill(slow, signal.SIGCONT)
-        for connection in held:
-            connection.close()
-        process.terminate()
-        process.wait(timeout=20)
+            start.open()
+        after = start.per_worker()
+        assert {pid: after[pid] - before[pid] for pid in after} == {fast: 4, slow: 4}
+        assert set(start.answers) == {200}
 
 
 def test_a_worker_that_dies_is_started_again_and_serves(cluster: Cluster) -> None:
