@@ -19,7 +19,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -39,7 +38,8 @@ from gateway.clock import FixedClock
 from softhsm.pki import TestPki, random_id_card_number, random_uscc
 from tests.fixtures_pki import PKI_EPOCH, PKI_VALIDATION_TIME, free_port
 from tests.fixtures_softhsm import MakeSoftHsmToken, SoftHsmCredential
-from tests.gateway.conftest import DATA_KEY, pki_anchor_config
+from tests.gateway.conftest import DATA_KEY, close_app, pki_anchor_config
+from tests.gateway.serving import serving
 from tokens.pkcs11 import SOFTHSM_MODULE
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -228,43 +228,35 @@ def _start_agent(
 def stack(
     tmp_path_factory: pytest.TempPathFactory, test_pki: TestPki, e2e_tokens: E2eTokens
 ) -> Iterator[Stack]:
-    from waitress.server import create_server
-
-    holder: dict[str, Flask] = {}
-
-    def application(environ: dict[str, Any], start_response: Any) -> Any:
-        return holder["app"](environ, start_response)
-
-    server = create_server(application, host="127.0.0.1", port=0, threads=8)
-    thread = threading.Thread(target=server.run, daemon=True)
     agent: subprocess.Popen[bytes] | None = None
     app: Flask | None = None
     try:
-        url = f"http://127.0.0.1:{server.effective_port}"  # type: ignore[union-attr]
-        app, agent_url = _gateway_app(tmp_path_factory, test_pki, e2e_tokens, url)
-        holder["app"] = app
-        thread.start()
-        counting = _pin_counting_module(tmp_path_factory.mktemp("pin-counter"))
-        module, environment = counting or (SOFTHSM_MODULE, {})
-        agent = _start_agent(url, agent_url, module, environment)
-        _wait_for_agent(agent_url, url, agent)
-        yield Stack(url, agent_url, app, e2e_tokens, pin_counter=counting is not None)
-    finally:
-        if agent is not None:
-            agent.terminate()
+        with serving(threads=8) as served:
             try:
-                agent.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                agent.kill()
-                agent.wait()
-        server.close()
-        if thread.is_alive():
-            thread.join(timeout=10)
+                app, agent_url = _gateway_app(tmp_path_factory, test_pki, e2e_tokens, served.url)
+                served.app = app
+                served.start()
+                counting = _pin_counting_module(tmp_path_factory.mktemp("pin-counter"))
+                module, environment = counting or (SOFTHSM_MODULE, {})
+                agent = _start_agent(served.url, agent_url, module, environment)
+                _wait_for_agent(agent_url, served.url, agent)
+                counted = counting is not None
+                yield Stack(served.url, agent_url, app, e2e_tokens, pin_counter=counted)
+            finally:
+                if agent is not None:
+                    stop_process(agent)
+    finally:
         if app is not None:
-            engine = app.extensions.get("certgate.engine")
-            if engine is not None:
-                engine.close()
-            app.extensions["certgate.database"].close()
+            close_app(app)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def outbox_messages(app: Flask) -> list[dict[str, Any]]:

@@ -12,7 +12,6 @@ import random
 import re
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,7 +35,8 @@ from tests.e2e.conftest import (
     scripts_ready,
 )
 from tests.fixtures_softhsm import MakeSoftHsmToken, SoftHsmCredential
-from tests.gateway.conftest import DATA_KEY
+from tests.gateway.conftest import DATA_KEY, close_app
+from tests.gateway.serving import serving
 
 NEW_PASSWORD = "harbour-lantern-2031"
 PHONE_WIDTH = {"width": 390, "height": 844}
@@ -256,28 +256,16 @@ def consent_gateway(
 ) -> Iterator[ConsentGateway]:
     """A gateway of its own (its own database and outbox), with no certificate helper running:
     publishing an agreement there leaves the other tests' gateway alone."""
-    from waitress.server import create_server
-
-    holder: dict[str, Flask] = {}
-
-    def application(environ: dict[str, Any], start_response: Any) -> Any:
-        return holder["app"](environ, start_response)
-
-    server = create_server(application, host="127.0.0.1", port=0, threads=4)
-    url = f"http://127.0.0.1:{server.effective_port}"  # type: ignore[union-attr]
-    app, _ = _gateway_app(tmp_path_factory, test_pki, e2e_tokens, url)
-    holder["app"] = app
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    app: Flask | None = None
     try:
-        yield ConsentGateway(url, app, tmp_path_factory.mktemp("agreement"))
+        with serving(threads=4) as served:
+            app, _ = _gateway_app(tmp_path_factory, test_pki, e2e_tokens, served.url)
+            served.app = app
+            served.start()
+            yield ConsentGateway(served.url, app, tmp_path_factory.mktemp("agreement"))
     finally:
-        server.close()
-        thread.join(timeout=10)
-        engine = app.extensions.get("certgate.engine")
-        if engine is not None:
-            engine.close()
-        app.extensions["certgate.database"].close()
+        if app is not None:
+            close_app(app)
 
 
 def publish_agreement(gateway: ConsentGateway, version: str, summary: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +26,11 @@ from tests.e2e.conftest import (
     _wait_for_agent,
     screenshot,
     scripts_ready,
+    stop_process,
 )
 from tests.fixtures_pki import PKI_EPOCH, free_port
-from tests.gateway.conftest import DATA_KEY
+from tests.gateway.conftest import DATA_KEY, close_app
+from tests.gateway.serving import ServedApp
 from tokens.pkcs11 import SOFTHSM_MODULE
 
 
@@ -49,10 +50,8 @@ class BareStack:
 
 @pytest.fixture
 def bare_stack(tmp_path: Path) -> Iterator[BareStack]:
-    from waitress.server import create_server
-
-    server = create_server(lambda e, s: app(e, s), host="127.0.0.1", port=0, threads=4)
-    url = f"http://127.0.0.1:{server.effective_port}"  # type: ignore[union-attr]
+    served = ServedApp(threads=4)
+    url = served.url
     agent_url = f"http://127.0.0.1:{free_port()}"
     app = create_app(
         {
@@ -63,8 +62,8 @@ def bare_stack(tmp_path: Path) -> Iterator[BareStack]:
             "AGENT_URL": agent_url,
         }
     )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    served.app = app
+    served.start()
     stack = BareStack(
         url, agent_url, SoftHsmKit(tmp_path / "agent"), SoftHsmKit(tmp_path / "spare"), []
     )
@@ -72,11 +71,9 @@ def bare_stack(tmp_path: Path) -> Iterator[BareStack]:
         yield stack
     finally:
         for agent in stack.agents:
-            agent.terminate()
-            agent.wait(timeout=10)
-        server.close()
-        thread.join(timeout=10)
-        app.extensions["certgate.database"].close()
+            stop_process(agent)
+        served.stop()
+        close_app(app)
 
 
 def test_agent_missing_then_no_key_then_key_plugged_in(

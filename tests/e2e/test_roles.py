@@ -16,7 +16,6 @@ meets the ended role instead of a signed-out page.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -43,12 +42,14 @@ from tests.e2e.conftest import (
     _wait_for_agent,
     screenshot,
     scripts_ready,
+    stop_process,
 )
 from tests.e2e.test_account_journeys import LAYOUT_PROBLEMS
-from tests.e2e.test_sso_apps import _start_example, _stop, _wait_for_app
+from tests.e2e.test_sso_apps import _start_example, _wait_for_app
 from tests.fixtures_pki import free_port, free_port_block
 from tests.fixtures_softhsm import TOKEN_PIN, TOKEN_SO_PIN, unique_token_label
-from tests.gateway.conftest import DATA_KEY, pki_anchor_config
+from tests.gateway.conftest import DATA_KEY, close_app, pki_anchor_config
+from tests.gateway.serving import ServedApp
 from tokens.pkcs11 import SOFTHSM_MODULE
 
 BEIJING = ZoneInfo("Asia/Shanghai")
@@ -72,8 +73,6 @@ class RolesStack:
 def roles_stack(
     tmp_path_factory: pytest.TempPathFactory, softhsm_kit: SoftHsmKit
 ) -> Iterator[RolesStack]:
-    from waitress.server import create_server
-
     directory = tmp_path_factory.mktemp("roles-e2e")
     pki = TestPki.create(
         directory / "pki", crl_port=free_port(), ocsp_port=free_port_block(len(CA_NAMES))
@@ -85,12 +84,8 @@ def roles_stack(
         label=label, pin=TOKEN_PIN, pki=pki, kind="person", name=PERSON_NAME,
         id_number=id_number, key="p256", ca="p256",
     )  # fmt: skip
-    holder: dict[str, Flask] = {}
-    server = create_server(
-        lambda environ, start: holder["app"](environ, start), host="127.0.0.1", port=0, threads=8
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    url = f"http://127.0.0.1:{server.effective_port}"  # type: ignore[union-attr]
+    served = ServedApp(threads=8)
+    url = served.url
     agent_url = f"http://127.0.0.1:{free_port()}"
     oidc_port = free_port()
     oidc_url = f"http://127.0.0.1:{oidc_port}"
@@ -130,8 +125,8 @@ def roles_stack(
         post_logout_redirect_uris=(oidc_url + "/",),
         backchannel_logout_uri=oidc_url + "/backchannel-logout",
     )
-    holder["app"] = app
-    thread.start()
+    served.app = app
+    served.start()
     processes = []
     try:
         processes.append(_start_agent(url, agent_url, SOFTHSM_MODULE, {}))
@@ -150,14 +145,10 @@ def roles_stack(
         assert oidc.client_secret not in log.read_text(errors="replace")
     finally:
         for process in reversed(processes):
-            _stop(process)
-        server.close()
-        thread.join(timeout=10)
+            stop_process(process)
+        served.stop()
         softhsm_kit.delete_token(label)
-        engine = app.extensions.get("certgate.engine")
-        if engine is not None:
-            engine.close()
-        app.extensions["certgate.database"].close()
+        close_app(app)
 
 
 @pytest.fixture

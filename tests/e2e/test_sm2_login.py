@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +27,11 @@ from tests.e2e.conftest import (
     _wait_for_agent,
     screenshot,
     scripts_ready,
+    stop_process,
 )
 from tests.fixtures_sm2_ukey import MakeSm2Token, Sm2Credential
+from tests.gateway.conftest import close_app
+from tests.gateway.serving import ServedApp
 from tokens.pkcs11 import SOFTHSM_MODULE
 
 
@@ -47,19 +49,15 @@ def sm2_stack(
     e2e_tokens: E2eTokens,
     make_sm2_token: MakeSm2Token,
 ) -> Iterator[Sm2Stack]:
-    from waitress.server import create_server
-
     number = random_id_card_number()
     holder = make_sm2_token(name="钱七", id_number=number)
-    apps: dict[str, Flask] = {}
-    server = create_server(lambda e, s: apps["app"](e, s), host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
-    url = f"http://127.0.0.1:{server.effective_port}"  # type: ignore[union-attr]
+    served = ServedApp(threads=4)
+    url = served.url
     app, agent_url = _gateway_app(tmp_path_factory, test_pki, e2e_tokens, url)
     clock = app.extensions["certgate.clock"]
     get_accounts(app).create_person(real_name="钱七", id_card_number=number, at=clock.now())
-    apps["app"] = app
-    thread.start()
+    served.app = app
+    served.start()
     certgate = Path(sys.executable).with_name("certgate")
     agent = subprocess.Popen(
         [str(certgate), "agent", "serve", "--module", SOFTHSM_MODULE, "--module", holder.module,
@@ -72,12 +70,9 @@ def sm2_stack(
         _wait_for_agent(agent_url, url, agent)
         yield Sm2Stack(url, app, holder)
     finally:
-        agent.terminate()
-        agent.wait(timeout=10)
-        server.close()
-        thread.join(timeout=10)
-        app.extensions["certgate.engine"].close()
-        app.extensions["certgate.database"].close()
+        stop_process(agent)
+        served.stop()
+        close_app(app)
 
 
 @pytest.fixture

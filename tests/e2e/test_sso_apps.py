@@ -15,7 +15,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -41,10 +40,12 @@ from tests.e2e.conftest import (
     _wait_for_agent,
     screenshot,
     scripts_ready,
+    stop_process,
 )
 from tests.fixtures_pki import free_port, free_port_block
 from tests.fixtures_softhsm import TOKEN_PIN, TOKEN_SO_PIN, unique_token_label
-from tests.gateway.conftest import DATA_KEY, pki_anchor_config
+from tests.gateway.conftest import DATA_KEY, close_app, pki_anchor_config
+from tests.gateway.serving import ServedApp
 from tokens.pkcs11 import SOFTHSM_MODULE
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -91,21 +92,10 @@ def _start_example(
         )
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @pytest.fixture(scope="module")
 def sso_stack(
     tmp_path_factory: pytest.TempPathFactory, softhsm_kit: SoftHsmKit
 ) -> Iterator[SsoStack]:
-    from waitress.server import create_server
-
     directory = tmp_path_factory.mktemp("sso-e2e")
     pki = TestPki.create(
         directory / "pki", crl_port=free_port(), ocsp_port=free_port_block(len(CA_NAMES))
@@ -116,12 +106,8 @@ def sso_stack(
     provisioned = softhsm_kit.issue(
         label=label, pin=TOKEN_PIN, pki=pki, kind="enterprise", name=ENTERPRISE_NAME, uscc=uscc
     )
-    holder: dict[str, Flask] = {}
-    server = create_server(
-        lambda environ, start: holder["app"](environ, start), host="127.0.0.1", port=0, threads=8
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    url = f"http://127.0.0.1:{server.effective_port}"  # type: ignore[union-attr]
+    served = ServedApp(threads=8)
+    url = served.url
     agent_url = f"http://127.0.0.1:{free_port()}"
     oidc_port, cas_port = free_port(), free_port()
     oidc_url, cas_url = f"http://127.0.0.1:{oidc_port}", f"http://127.0.0.1:{cas_port}"
@@ -153,8 +139,8 @@ def sso_stack(
         backchannel_logout_uri=oidc_url + "/backchannel-logout",
     )
     clients.add("示例应用（CAS）", protocol="cas", at=now, services=(cas_url + "/",))
-    holder["app"] = app
-    thread.start()
+    served.app = app
+    served.start()
     processes: list[subprocess.Popen[bytes]] = []
     try:
         processes.append(_start_agent(url, agent_url, SOFTHSM_MODULE, {}))
@@ -183,13 +169,9 @@ def sso_stack(
             assert "ST-" not in text and "code=" not in text
     finally:
         for process in reversed(processes):
-            _stop(process)
-        server.close()
-        thread.join(timeout=10)
-        engine = app.extensions.get("certgate.engine")
-        if engine is not None:
-            engine.close()
-        app.extensions["certgate.database"].close()
+            stop_process(process)
+        served.stop()
+        close_app(app)
 
 
 @pytest.fixture

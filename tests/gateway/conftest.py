@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from gateway import create_app
 from gateway.accounts import AccountService, get_accounts
 from gateway.clock import FixedClock
+from gateway.sso.logout import EXTENSION as LOGOUT_WORKER
 from softhsm.pki import TestPki
 from tests.fixtures_pki import PKI_VALIDATION_TIME
 
@@ -55,10 +56,19 @@ def make_app(base_config: dict[str, Any]) -> Iterator[Callable[..., Flask]]:
 
     yield make
     for app in apps:
-        engine = app.extensions.get("certgate.engine")
-        if engine is not None:
-            engine.close()
-        app.extensions["certgate.database"].close()
+        close_app(app)
+
+
+def close_app(app: Flask) -> None:
+    """Stop what a built app runs beside the requests (its single logout worker, the CRL
+    refresh) and close its database: after the server that served it has stopped."""
+    worker = app.extensions.get(LOGOUT_WORKER)
+    if worker is not None:
+        worker.stop()
+    engine = app.extensions.get("certgate.engine")
+    if engine is not None:
+        engine.close()
+    app.extensions["certgate.database"].close()
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from joserfc.jwk import KeySet
 from gateway.accounts import get_accounts
 from gateway.clock import FixedClock
 from gateway.sso.clients import NewClient, get_clients
-from gateway.sso.logout import get_logout_worker
 from softhsm.pki import random_id_card_number
 from tests.gateway.conftest import (  # noqa: F401 (the gateway tests' fixtures)
     PASSWORD,
@@ -143,14 +142,12 @@ def make_gateway(
     make_app: Callable[..., Flask],  # noqa: F811 (the gateway tests' fixture)
     clock: FixedClock,  # noqa: F811
 ) -> Iterator[Callable[..., Gateway]]:
-    running: list[ServedApp] = []
     contexts: list[Any] = []
 
     def make(**overrides: Any) -> Gateway:
         context = serving(threads=4)
         served = context.__enter__()
         contexts.append(context)
-        running.append(served)
         flask_app = make_app(PUBLIC_ORIGIN=served.url, **overrides)
         served.app = flask_app
         served.start()
@@ -166,11 +163,9 @@ def make_gateway(
         return Gateway(served, flask_app, clock, account, number)
 
     yield make
+    # The servers stop here; make_app then stops each app's single logout worker and closes it.
     for context in contexts:
         context.__exit__(None, None, None)
-    for served in running:
-        if served.app is not None:  # the single logout worker's thread, if it started
-            get_logout_worker(served.app).stop()
 
 
 @pytest.fixture
