@@ -47,7 +47,7 @@ from tokens.errors import (
     TokenNotPresent,
 )
 from tokens.login_message import login_message, normalise_origin
-from tokens.pcsc import CardChange, CardEvent, PcscWatcher
+from tokens.pcsc import STOP_SECONDS, CardChange, CardEvent, PcscWatcher
 from tokens.pin_guard import PinGuard, PinPolicy, token_key
 from tokens.pkcs11 import PinState, TokenInfo, TokenLibrary
 from tokens.sm2 import Sm2Mechanism
@@ -339,13 +339,18 @@ class TokenWatcher:
             self.pcsc.wait_ready()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = STOP_SECONDS) -> None:
+        """Stop both watchers, waiting up to ``timeout`` for each. A poll still inside the
+        PKCS#11 module then is left behind (a daemon thread), so Ctrl-C never hangs on a
+        module that does not answer."""
         self._stop.set()
         self._wake.set()
         if self.pcsc is not None:
-            self.pcsc.stop()
+            self.pcsc.stop(timeout)
         if self._thread.is_alive():
-            self._thread.join()
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("the PKCS#11 slot poll did not stop within %.0f s; leaving it", timeout)
 
     def tokens(self) -> list[TokenInfo]:
         with self._known_lock:
@@ -762,11 +767,14 @@ class SigningAgent:
         return self
 
     def serve_forever(self) -> None:
-        """Foreground serving (the CLI); returns after Ctrl-C."""
-        self.watcher.start()
-        server = self._server or self.bind()
+        """Foreground serving (the CLI); returns after Ctrl-C, also one that comes while the
+        watchers are still starting."""
         try:
+            self.watcher.start()
+            server = self._server or self.bind()
             server.serve_forever()
+        except KeyboardInterrupt:
+            pass
         finally:
             self.stop()
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -155,7 +157,15 @@ def serve(
         f"origins: {', '.join(sorted(config.allowed_origins))})",
         err=True,
     )
+    # Ctrl-C and SIGTERM (a service manager's stop) both end the agent the same orderly way,
+    # also when it was started with SIGINT ignored (a background job of a script).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # `kill -USR1 <pid>` prints every thread's stack to standard error: what a stuck agent is
+    # waiting for, without stopping it.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     signing_agent.serve_forever()
+    click.echo("certgate agent stopped", err=True)
 
 
 @agent.command(name="tokens")

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 STATUS_WAIT_MS = 500
 # Seconds between attempts to reach a PC/SC daemon that is not running.
 RECONNECT_SECONDS = 2.0
+# How long stopping waits for the watcher's thread.
+STOP_SECONDS = 5.0
 # The pseudo reader that PC/SC signals when a reader is attached or detached.
 PNP_READER = "\\\\?PnP?\\Notification"
 
@@ -145,13 +147,18 @@ class PcscWatcher:
         with self._lock:
             return dict(self._cards)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = STOP_SECONDS) -> None:
+        """Ask the thread to end and wait up to ``timeout`` for it. A thread still inside a
+        PC/SC call then is left behind (it is a daemon thread): the agent's Ctrl-C must not
+        hang on a reader or a daemon that does not answer."""
         self._stop.set()
         with self._lock:
             if self._context is not None:
                 self._context.cancel()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join()
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("the PC/SC watcher did not stop within %.0f s; leaving it", timeout)
 
     def _unavailable(self, reason: str) -> None:
         self.available = False

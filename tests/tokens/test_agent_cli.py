@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -46,27 +47,69 @@ def test_serve_without_pcsc_daemon_works_and_says_so_once(rsa_token: SoftHsmCred
         stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
-    assert process.stderr is not None
     try:
-        lines = []
-        while True:
-            line = process.stderr.readline()
-            assert line, "agent exited: " + "".join(lines)
-            lines.append(line)
-            found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-            if found:
-                break
-        client = AgentClient(found.group(1))
+        url, lines = _listening(process)
+        client = AgentClient(url)
         answer = client.get("/v1/certificates")
         assert answer.status == 200
         assert rsa_token.token_label in {entry["token_label"] for entry in answer.body}
         assert client.get("/v1/certificates", origin=OTHER_ORIGIN).status == 403
     finally:
         process.send_signal(signal.SIGINT)
-        _, rest = process.communicate(timeout=60)
+        rest = _stopped(process)
     log = "".join(lines) + rest
     assert log.count("PC/SC unavailable") == 1, log
     assert "slot polling alone" in log
+    assert log.rstrip().endswith("certgate agent stopped"), log
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_and_sigterm_stop_the_agent_even_when_started_with_ctrl_c_ignored(
+    stop: signal.Signals,
+) -> None:
+    """A script's background job starts with SIGINT ignored, and a service manager stops with
+    SIGTERM: either way the agent stops in order and says so."""
+    process = subprocess.Popen(
+        [CERTGATE, "agent", "serve", "--port", "0", "--module", SOFTHSM_MODULE,
+         "--allow-origin", ALLOWED_ORIGIN, "--no-pcsc"],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # noqa: PLW1509
+    )  # fmt: skip
+    try:
+        _listening(process)
+    finally:
+        process.send_signal(stop)
+        rest = _stopped(process)
+    assert process.returncode == 0, rest
+    assert rest.rstrip().endswith("certgate agent stopped"), rest
+
+
+def _listening(process: subprocess.Popen[str]) -> tuple[str, list[str]]:
+    """The agent's URL once it says it listens, and the lines it wrote until then."""
+    assert process.stderr is not None
+    lines = []
+    while True:
+        line = process.stderr.readline()
+        assert line, "agent exited: " + "".join(lines)
+        lines.append(line)
+        found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+        if found:
+            return found.group(1), lines
+
+
+def _stopped(process: subprocess.Popen[str], timeout: float = 30) -> str:
+    """The rest of the agent's standard error once Ctrl-C has stopped it; an agent still running
+    after ``timeout`` is asked for its threads' stacks (SIGUSR1), killed, and the test fails
+    with them."""
+    try:
+        return process.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGUSR1)
+        time.sleep(1)
+        process.kill()
+        stderr = process.communicate()[1]
+        pytest.fail(f"the agent did not stop within {timeout:.0f} s of Ctrl-C:\n{stderr}")
 
 
 def test_tokens_command_lists_tokens_and_certificates(
