@@ -148,23 +148,27 @@ def serve(
         _fail(error, DEFAULT_LANGUAGE)
     except OSError as error:
         raise click.ClickException(f"cannot listen on {host}:{config.port}: {error}") from error
-    for module in library.modules:
-        if module.sm2 is not None:
-            click.echo(f"SM2 on {module.path}: mechanism {module.sm2.describe()}", err=True)
-    click.echo(
-        f"certgate agent listening on {signing_agent.url} "
-        f"(modules: {', '.join(m.path for m in library.modules)}; "
-        f"origins: {', '.join(sorted(config.allowed_origins))})",
-        err=True,
-    )
     # Ctrl-C and SIGTERM (a service manager's stop) both end the agent the same orderly way,
-    # also when it was started with SIGINT ignored (a background job of a script).
+    # also when it was started with SIGINT ignored (a background job of a script). Set before the
+    # "listening" line, so that whoever waits for that line can stop the agent at once.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     # `kill -USR1 <pid>` prints every thread's stack to standard error: what a stuck agent is
     # waiting for, without stopping it.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
-    signing_agent.serve_forever()
+    try:
+        for module in library.modules:
+            if module.sm2 is not None:
+                click.echo(f"SM2 on {module.path}: mechanism {module.sm2.describe()}", err=True)
+        click.echo(
+            f"certgate agent listening on {signing_agent.url} "
+            f"(modules: {', '.join(m.path for m in library.modules)}; "
+            f"origins: {', '.join(sorted(config.allowed_origins))})",
+            err=True,
+        )
+        signing_agent.serve_forever()  # returns after Ctrl-C
+    except KeyboardInterrupt:  # one that came before serving began, or during the stop
+        signing_agent.stop()
     click.echo("certgate agent stopped", err=True)
 
 
