@@ -634,15 +634,19 @@ def test_connections_go_to_the_serving_workers_in_turn(cluster: Cluster) -> None
         assert start.answers == [200] * 8
         assert start.per_worker() == {fast: 8, slow: 0}
         start.release()
+        # Held past its database connect timeout (3 s), the slow worker may fail its start on
+        # release and be started again, as any worker whose start fails is: the second worker
+        # is whichever serves now.
         deadline = time.monotonic() + 60
-        while start.per_worker()[slow] == 0:
-            assert time.monotonic() < deadline, "the held worker never took a connection"
+        while len(counts := start.per_worker()) < 2 or 0 in counts.values():
+            assert time.monotonic() < deadline, "the second worker never took a connection"
             start.open()  # answered meanwhile by the other
         before = start.per_worker()
         for _ in range(8):
             start.open()
         after = start.per_worker()
-        assert {pid: after[pid] - before[pid] for pid in after} == {fast: 4, slow: 4}
+        assert fast in after and len(after) == 2
+        assert [after[pid] - before.get(pid, 0) for pid in after] == [4, 4]
         assert set(start.answers) == {200}
 
 
