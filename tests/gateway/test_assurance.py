@@ -25,6 +25,7 @@ from tests.gateway.conftest import (
     ORIGIN,
     PASSWORD,
     TRUSTED_PROXY,
+    close_app,
     pki_anchor_config,
     post_json,
 )
@@ -173,8 +174,7 @@ def test_certgate_trust_add_hardware_keys_is_listed_and_used(
         assert response.status_code == 200, response.json
         assert response.json["amr"] == ["hwk", "pin", "mfa"]
     finally:
-        app.extensions["certgate.engine"].close()
-        app.extensions["certgate.database"].close()
+        close_app(app)
 
 
 def test_trust_add_without_the_flag_lists_hardware_keys_false(

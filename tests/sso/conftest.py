@@ -4,6 +4,7 @@ the gateway's cookies, and an independent relying party (Authlib's requests clie
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -142,12 +143,10 @@ def make_gateway(
     make_app: Callable[..., Flask],  # noqa: F811 (the gateway tests' fixture)
     clock: FixedClock,  # noqa: F811
 ) -> Iterator[Callable[..., Gateway]]:
-    contexts: list[Any] = []
+    servers = ExitStack()
 
     def make(**overrides: Any) -> Gateway:
-        context = serving(threads=4)
-        served = context.__enter__()
-        contexts.append(context)
+        served = servers.enter_context(serving(threads=4))
         flask_app = make_app(PUBLIC_ORIGIN=served.url, **overrides)
         served.app = flask_app
         served.start()
@@ -162,10 +161,8 @@ def make_gateway(
         )
         return Gateway(served, flask_app, clock, account, number)
 
-    yield make
-    # The servers stop here; make_app then stops each app's single logout worker and closes it.
-    for context in contexts:
-        context.__exit__(None, None, None)
+    with servers:  # the servers stop on the way out; make_app then closes their apps
+        yield make
 
 
 @pytest.fixture
